@@ -1,0 +1,1 @@
+"""The ``tessera`` command line (Typer). Each capability contributes a sub-command group."""

@@ -1,0 +1,30 @@
+"""``tessera db``: database migrations."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from tessera.cli.common import DatabaseUrlOption, load_settings
+from tessera.storage.database import Database
+from tessera.storage.migrate import is_up_to_date, upgrade
+
+app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade_command(database_url: str | None = DatabaseUrlOption) -> None:
+    """Apply every pending migration (``tessera serve`` does this too, unless --no-migrate)."""
+    settings = load_settings(database_url=database_url)
+
+    async def run() -> None:
+        db = Database(settings.database_url)
+        try:
+            await upgrade(db)
+            assert await is_up_to_date(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    typer.echo(f"database is up to date: {settings.database_url}")

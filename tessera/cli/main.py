@@ -1,0 +1,34 @@
+"""``tessera``: the root command. Sub-command groups live beside the capability they drive."""
+
+from __future__ import annotations
+
+import typer
+
+from tessera import __version__
+from tessera.cli import db
+
+app = typer.Typer(
+    name="tessera",
+    help="Tessera: identity and authorization for AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.app, name="db")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,44 @@
+"""The service container: everything a request, a command or a test needs, built from one Settings.
+
+The app factory and each CLI command build one ``Services``; nothing lives at module level. Each capability
+adds its services here as a cached property, so they are built on first use and share the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from tessera.core.clock import Clock
+from tessera.core.sealing import Sealer
+from tessera.observability import Metrics
+from tessera.settings import Settings
+from tessera.storage.database import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock = field(default_factory=Clock)
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url)
+
+    @cached_property
+    def sealer(self) -> Sealer:
+        """Encrypts secrets at rest. ``TESSERA_MASTER_KEY`` wins over the key file."""
+        if self.settings.master_key is not None:
+            return Sealer(self.settings.master_key.get_secret_value())
+        path = self.settings.master_key_file or self.settings.data_dir / "master.key"
+        # Only the embedded (SQLite) setup may create a key file on the fly; a deployment must bring its key.
+        return Sealer.from_file(path, create=self.settings.is_sqlite)
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        return Metrics()
+
+    # --- capability services (each capability owns its own lines below) ---
+
+    async def aclose(self) -> None:
+        if "db" in self.__dict__:
+            await self.db.dispose()

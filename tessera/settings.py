@@ -1,0 +1,73 @@
+"""The one typed settings object.
+
+Every field reads the environment variable ``TESSERA_<FIELD>`` (``TESSERA_DATABASE_URL``, ``TESSERA_ISSUER``,
+...); command-line flags override it. Nothing else in Tessera reads the environment.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RegistrationPolicy(StrEnum):
+    """Who may use dynamic client registration (RFC 7591)."""
+
+    OPEN = "open"  # anyone, as MCP clients expect
+    TOKEN = "token"  # an initial access token is required (RFC 7591 section 3)
+    OFF = "off"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TESSERA_", extra="ignore")
+
+    issuer: str = Field("http://127.0.0.1:8000", description="The issuer URL, as clients reach it.")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///.tessera/tessera.db",
+        description="sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db",
+    )
+    redis_url: str | None = Field(None, description="redis://host:6379/0 for shared fast state")
+    data_dir: Path = Field(Path(".tessera"), description="Where the embedded database and key file live.")
+    master_key: SecretStr | None = Field(
+        None, description="Base64url 32-byte key that encrypts private keys and secrets at rest."
+    )
+    master_key_file: Path | None = Field(None, description="A file holding the master key.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auto_migrate: bool = Field(True, description="Apply migrations at start-up.")
+
+    registration: RegistrationPolicy = RegistrationPolicy.OPEN
+    fga_auth: bool = Field(True, description="Require access tokens on /fga (off only on loopback).")
+
+    signing_alg: str = Field("ES256", description="ES256 (default) or EdDSA for new signing keys.")
+    access_token_ttl: int = Field(3600, ge=30, le=86400, description="Seconds.")
+    id_token_ttl: int = Field(3600, ge=30, le=86400)
+    authorization_code_ttl: int = Field(60, ge=10, le=600)
+    refresh_token_ttl: int = Field(30 * 86400, ge=60)
+    session_ttl: int = Field(14 * 86400, ge=60)
+    cookie_secure: bool | None = Field(None, description="Default: true when the issuer is https.")
+
+    max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
+    log_level: str = "info"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_has_no_trailing_slash(cls, value: str) -> str:
+        # OIDC Discovery 1.0 section 4.3: the issuer must match exactly; one spelling avoids a mismatch.
+        return value.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.issuer.startswith("https://")

@@ -1,0 +1,49 @@
+"""The one app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tessera import __version__
+from tessera.services import Services
+from tessera.settings import Settings
+from tessera.storage.migrate import upgrade
+from tessera.web import errors, health, limits
+
+log = logging.getLogger("tessera")
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the ASGI app. Pass ``services`` to share them with a test or a command."""
+    if services is None:
+        services = Services(settings or Settings())
+    settings = services.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            await upgrade(services.db)
+        log.info("tessera %s serving %s", __version__, settings.issuer)
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="Tessera",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    app.state.services = services
+    limits.install(app, settings)
+    errors.install(app)
+    app.include_router(health.router(services))
+    # Capability routers are included here, each from its own package.
+    return app
