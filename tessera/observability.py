@@ -14,7 +14,9 @@ class Metrics:
         self.oauth_errors = Counter(
             "tessera_oauth_errors", "OAuth error responses, by error code", ["error"], registry=self.registry
         )
-        self.logins = Counter("tessera_logins", "Login attempts, by outcome", ["outcome"], registry=self.registry)
+        self.logins = Counter(
+            "tessera_logins", "Login attempts, by outcome", ["outcome"], registry=self.registry
+        )
         self.request_seconds = Histogram(
             "tessera_request_seconds", "Request handling time", ["route"], registry=self.registry
         )

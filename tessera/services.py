@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+
+from tessera.audit.log import AuditLog
 from tessera.core.clock import Clock
 from tessera.core.sealing import Sealer
 from tessera.observability import Metrics
 from tessera.settings import Settings
 from tessera.storage.database import Database
+from tessera.web.csrf import CSRF
+from tessera.web.pages import Pages
 
 
 @dataclass
@@ -36,6 +40,18 @@ class Services:
     @cached_property
     def metrics(self) -> Metrics:
         return Metrics()
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.db, self.clock)
+
+    @cached_property
+    def pages(self) -> Pages:
+        return Pages()
+
+    @cached_property
+    def csrf(self) -> CSRF:
+        return CSRF(self.sealer.derive_key("tessera/csrf"), secure_cookies=self.settings.secure_cookies)
 
     # --- capability services (each capability owns its own lines below) ---
 

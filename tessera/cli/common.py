@@ -17,7 +17,10 @@ from tessera.settings import Settings
 T = TypeVar("T")
 
 DatabaseUrlOption = typer.Option(
-    None, "--database-url", envvar="TESSERA_DATABASE_URL", help="sqlite+aiosqlite:///path.db or postgresql+asyncpg://..."
+    None,
+    "--database-url",
+    envvar="TESSERA_DATABASE_URL",
+    help="sqlite+aiosqlite:///path.db or postgresql+asyncpg://...",
 )
 JsonOption = typer.Option(False, "--json", help="Print the record as JSON.")
 
@@ -28,7 +31,9 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(**given)
 
 
-def run_with_services(settings: Settings, work: Callable[[Services], Awaitable[T]], *, migrate: bool = True) -> T:
+def run_with_services(
+    settings: Settings, work: Callable[[Services], Awaitable[T]], *, migrate: bool = True
+) -> T:
     """Build Services, apply migrations, run ``work``, close everything; errors become a clean exit 1."""
 
     async def runner() -> T:

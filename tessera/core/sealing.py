@@ -11,7 +11,9 @@ import base64
 import os
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tessera.core.errors import TesseraError
 
@@ -31,6 +33,7 @@ class Sealer:
         key = _b64decode(master_key.strip())
         if len(key) != 32:
             raise TesseraError("the master key must be 32 bytes, base64url encoded", code="bad_master_key")
+        self._key = key
         self._aead = AESGCM(key)
 
     @classmethod
@@ -43,6 +46,10 @@ class Sealer:
             with os.fdopen(fd, "w") as handle:
                 handle.write(generate_master_key() + "\n")
         return cls(path.read_text())
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (CSRF MACs, keyed hashes), derived with HKDF-SHA256."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(self._key)
 
     def seal(self, plaintext: bytes, context: str) -> bytes:
         nonce = os.urandom(12)

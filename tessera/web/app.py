@@ -13,6 +13,7 @@ from tessera.services import Services
 from tessera.settings import Settings
 from tessera.storage.migrate import upgrade
 from tessera.web import errors, health, limits
+from tessera.web.pages import mount_static
 
 log = logging.getLogger("tessera")
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     limits.install(app, settings)
     errors.install(app)
+    mount_static(app)
     app.include_router(health.router(services))
     # Capability routers are included here, each from its own package.
     return app

@@ -25,7 +25,9 @@ def oauth_error_response(exc: OAuthError) -> JSONResponse:
 
 
 def api_error_response(exc: TesseraError) -> JSONResponse:
-    return JSONResponse({"code": exc.code, "message": exc.description or exc.code}, status_code=exc.status_code)
+    return JSONResponse(
+        {"code": exc.code, "message": exc.description or exc.code}, status_code=exc.status_code
+    )
 
 
 def install(app: FastAPI) -> None:
