@@ -1,0 +1,26 @@
+"""OpenFGA's modeling language: DSL <-> JSON, validation, modules (fga.mod) and store test files."""
+
+from __future__ import annotations
+
+from .api import (
+    transform_dsl_to_json,
+    transform_json_to_dsl,
+    transform_module_files,
+    validate_dsl,
+    validate_json_model,
+)
+from .errors import DSLSyntaxError, ErrorDetail, LanguageError, ModelValidationError, ModuleError, StoreFileError
+
+__all__ = [
+    "DSLSyntaxError",
+    "ErrorDetail",
+    "LanguageError",
+    "ModelValidationError",
+    "ModuleError",
+    "StoreFileError",
+    "transform_dsl_to_json",
+    "transform_json_to_dsl",
+    "transform_module_files",
+    "validate_dsl",
+    "validate_json_model",
+]

@@ -1,0 +1,44 @@
+"""The public entry points (re-exported by :mod:`tessera.fga.language`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .ast import Positions
+from .parser import parse_dsl
+from .transformer import json_to_dsl, model_json
+
+
+def parse_dsl_to_json(dsl: str) -> tuple[dict[str, Any], Positions]:
+    """DSL to JSON without semantic validation (syntax errors still raise)."""
+    positions = Positions()
+    return model_json(parse_dsl(dsl), positions), positions
+
+
+def transform_dsl_to_json(dsl: str, *, validate: bool = True) -> dict[str, Any]:
+    model, positions = parse_dsl_to_json(dsl)
+    if validate:
+        from .validation import validate_model
+
+        validate_model(model, positions)
+    return model
+
+
+def validate_dsl(dsl: str) -> None:
+    transform_dsl_to_json(dsl, validate=True)
+
+
+def transform_json_to_dsl(model: dict[str, Any], *, include_source_information: bool = False) -> str:
+    return json_to_dsl(model, include_source_information=include_source_information)
+
+
+def validate_json_model(model: dict[str, Any]) -> None:
+    from .validation import validate_model
+
+    validate_model(model, None)
+
+
+def transform_module_files(fga_mod: str, files: dict[str, str]) -> dict[str, Any]:
+    from .modules import transform_module_files as _impl
+
+    return _impl(fga_mod, files)

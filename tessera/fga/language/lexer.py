@@ -1,0 +1,205 @@
+"""Tokenizer for OpenFGA's modeling language (DSL).
+
+The token kinds mirror the ones OpenFGA's error messages name, so that syntax errors can quote tokens the same
+way: ``WHITESPACE`` (spaces and tabs inside a line), ``NEWLINE`` (one or more line ends, with the trailing spaces
+before them, blank lines and ``#`` comment lines folded in), words (identifiers and keywords; the parser decides
+which by context, because OpenFGA lets keywords such as ``model`` or ``type`` be used as names), punctuation,
+``but not`` as one operator token, and the body of a condition (``{ ... }``) as one CEL token whose text is kept
+as written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WS = "WHITESPACE"
+NL = "NEWLINE"
+WORD = "WORD"
+PUNCT = "PUNCT"
+BUTNOT = "BUTNOT"
+CEL = "CEL"
+EOF = "EOF"
+
+_NOT_WORD = set(" \t\r\n[](){}<>,:#*\"'")
+
+
+@dataclass
+class Token:
+    kind: str
+    text: str
+    start: int  # offset of the first character
+    end: int  # offset after the last character
+    line: int  # 0-based line of the first character
+    column: int  # 0-based column of the first character
+
+    @property
+    def display(self) -> str:
+        """The token as ANTLR's error messages show it (line ends escaped)."""
+        if self.kind == EOF:
+            return "<EOF>"
+        text = self.text
+        if self.kind == NL:
+            text = "".join(c for c in text if c in "\r\n")
+        return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+    @property
+    def width(self) -> int:
+        if self.kind == EOF:
+            return len("<EOF>")
+        if self.kind == NL:
+            return len("".join(c for c in self.text if c in "\r\n"))
+        return len(self.text)
+
+    def is_word(self, *words: str) -> bool:
+        return self.kind == WORD and (not words or self.text in words)
+
+    def is_punct(self, char: str) -> bool:
+        return self.kind == PUNCT and self.text == char
+
+
+class Lexer:
+    def __init__(self, source: str):
+        self.src = source
+        self.line_starts = [0]
+        for i, ch in enumerate(source):
+            if ch == "\n":
+                self.line_starts.append(i + 1)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        lo, hi = 0, len(self.line_starts) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.line_starts[mid] <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo, offset - self.line_starts[lo]
+
+    def _token(self, kind: str, start: int, end: int, text: str | None = None) -> Token:
+        line, col = self.position(start)
+        return Token(kind, self.src[start:end] if text is None else text, start, end, line, col)
+
+    def _comment_starts(self, i: int) -> bool:
+        # `#` opens a comment at the start of a line or after whitespace; elsewhere (`team#member`) it is the
+        # userset separator.
+        return self.src[i] == "#" and (i == 0 or self.src[i - 1] in " \t\r\n")
+
+    def _skip_line(self, i: int) -> int:
+        n = len(self.src)
+        while i < n and self.src[i] != "\n":
+            i += 1
+        return i
+
+    def _newline(self, start: int, i: int) -> tuple[Token | None, int]:
+        """Scan line ends from ``i`` (at a line end, a comment or EOF) folding blank and comment lines."""
+        src, n = self.src, len(self.src)
+        if i < n and src[i] == "#":
+            i = self._skip_line(i)
+        if i >= n:
+            return None, n
+        last_end = i
+        while i < n:
+            if src[i] == "\r" and i + 1 < n and src[i + 1] == "\n":
+                i += 2
+            elif src[i] == "\n":
+                i += 1
+            else:
+                break
+            last_end = i
+            j = i
+            while j < n and src[j] in " \t":
+                j += 1
+            if j < n and src[j] == "#":
+                j = self._skip_line(j)
+            if j >= n:
+                # Trailing blank or comment lines at the end of the input belong to the last line end.
+                last_end = n
+                i = n
+                break
+            if src[j] in "\r\n":
+                i = j
+                continue
+            break
+        return self._token(NL, start, last_end), last_end
+
+    def tokens(self) -> list[Token]:
+        src, n = self.src, len(self.src)
+        out: list[Token] = []
+        i = 0
+        while i < n:
+            ch = src[i]
+            if ch in " \t":
+                j = i
+                while j < n and src[j] in " \t":
+                    j += 1
+                if j >= n:
+                    i = j
+                    continue
+                if src[j] in "\r\n" or self._comment_starts(j):
+                    tok, i = self._newline(i, j)
+                    if tok is not None:
+                        out.append(tok)
+                    continue
+                out.append(self._token(WS, i, j))
+                i = j
+            elif ch in "\r\n" or self._comment_starts(i):
+                if ch == "\r" and not (i + 1 < n and src[i + 1] == "\n"):
+                    out.append(self._token(PUNCT, i, i + 1))
+                    i += 1
+                    continue
+                tok, i = self._newline(i, i)
+                if tok is not None:
+                    out.append(tok)
+            elif ch == "{":
+                j = self._cel_end(i + 1)
+                if j is None:
+                    out.append(self._token(PUNCT, i, i + 1))
+                    i += 1
+                    continue
+                out.append(self._token(CEL, i, j + 1, src[i + 1 : j]))
+                i = j + 1
+            elif ch in _NOT_WORD:
+                out.append(self._token(PUNCT, i, i + 1))
+                i += 1
+            else:
+                j = i
+                while j < n and src[j] not in _NOT_WORD:
+                    j += 1
+                if j == i:
+                    j = i + 1
+                word = src[i:j]
+                if word == "but":
+                    k = j
+                    while k < n and src[k] in " \t":
+                        k += 1
+                    if k > j and src.startswith("not", k) and (k + 3 >= n or src[k + 3] in _NOT_WORD):
+                        out.append(self._token(BUTNOT, i, k + 3, src[i : k + 3]))
+                        i = k + 3
+                        continue
+                out.append(self._token(WORD, i, j))
+                i = j
+        line, col = self.position(n)
+        out.append(Token(EOF, "", n, n, line, col))
+        return out
+
+    def _cel_end(self, i: int) -> int | None:
+        """Offset of the ``}`` closing a condition body opened just before ``i`` (CEL strings may hold braces)."""
+        src, n = self.src, len(self.src)
+        depth = 0
+        while i < n:
+            ch = src[i]
+            if ch in "\"'":
+                quote = src[i : i + 3] if src[i : i + 3] in ('"""', "'''") else ch
+                i += len(quote)
+                while i < n and not src.startswith(quote, i):
+                    i += 2 if src[i] == "\\" else 1
+                i += len(quote)
+                continue
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                if depth == 0:
+                    return i
+                depth -= 1
+            i += 1
+        return None
