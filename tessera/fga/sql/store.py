@@ -1,0 +1,483 @@
+"""The engine's :class:`~tessera.fga.engine.store.Datastore` on SQL (SQLite or PostgreSQL).
+
+:class:`SQLDatastore` runs on the project's :class:`~tessera.storage.database.Database`, identically on both
+backends. Every write is one transaction (OpenFGA's Write is all or nothing). Each tuple read the resolver
+makes is one indexed range scan (see ``schema.py``): ``read_by_objects`` is a prefix of the primary key,
+``read_by_users`` a prefix of ``ix_fga_tuples_reverse``.
+
+Pagination tokens are opaque to clients, as OpenFGA's are: base64url JSON holding the last key returned, so a
+page starts strictly after it and concurrent writes never make a page repeat a row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, update
+
+from tessera.core.clock import Clock
+from tessera.fga.engine.errors import ErrorCode, FGAError
+from tessera.fga.engine.store import (
+    ModelRecord,
+    OnDuplicate,
+    OnMissing,
+    ReadFilter,
+    StoredTuple,
+    StoreRecord,
+    TupleChange,
+    decode_token,
+    encode_token,
+    write_conflict,
+)
+from tessera.fga.engine.tuples import TupleKey
+from tessera.fga.sql.schema import fga_assertions, fga_changes, fga_models, fga_stores, fga_tuples
+from tessera.storage.database import Database
+
+# openfga.v1.TupleOperation, as stored in fga_changes.operation.
+_OPERATIONS = {0: "TUPLE_OPERATION_WRITE", 1: "TUPLE_OPERATION_DELETE"}
+
+_t = fga_tuples.c
+_TUPLE_COLUMNS = (
+    _t.object_type,
+    _t.object_id,
+    _t.relation,
+    _t.user_type,
+    _t.user_id,
+    _t.user_relation,
+    _t.condition_name,
+    _t.condition_context,
+)
+# Read's page order: the primary key (after the store).
+_KEY_ORDER = (_t.object_type, _t.object_id, _t.relation, _t.user_type, _t.user_id, _t.user_relation)
+
+
+def split_user(user: str) -> tuple[str, str, str]:
+    """``type:id`` -> (type, id, ""); ``type:*`` -> (type, "*", ""); ``type:id#rel`` -> (type, id, rel)."""
+    type_, _, rest = user.partition(":")
+    id_, _, relation = rest.partition("#")
+    return type_, id_, relation
+
+
+def join_user(user_type: str, user_id: str, user_relation: str) -> str:
+    return f"{user_type}:{user_id}#{user_relation}" if user_relation else f"{user_type}:{user_id}"
+
+
+def _key(row: Any) -> TupleKey:
+    return TupleKey(
+        object=f"{row.object_type}:{row.object_id}",
+        relation=row.relation,
+        user=join_user(row.user_type, row.user_id, row.user_relation),
+        condition_name=row.condition_name or None,
+        condition_context=row.condition_context or None,
+    )
+
+
+def _tuple_row(store_id: str, key: TupleKey, now: datetime) -> dict[str, Any]:
+    utype, uid, urel = split_user(key.user)
+    otype, _, oid = key.object.partition(":")
+    return {
+        "store_id": store_id,
+        "object_type": otype,
+        "object_id": oid,
+        "relation": key.relation,
+        "user_type": utype,
+        "user_id": uid,
+        "user_relation": urel,
+        "condition_name": key.condition_name or None,
+        "condition_context": dict(key.condition_context) if key.condition_context else None,
+        "inserted_at": now,
+    }
+
+
+def _change_row(store_id: str, key: TupleKey, operation: int, now: datetime) -> dict[str, Any]:
+    otype, _, oid = key.object.partition(":")
+    return {
+        "store_id": store_id,
+        "object_type": otype,
+        "object_id": oid,
+        "relation": key.relation,
+        "user": key.user,
+        "operation": operation,
+        "condition_name": key.condition_name or None,
+        "condition_context": dict(key.condition_context) if key.condition_context else None,
+        "changed_at": now,
+    }
+
+
+def _identity(store_id: str, key: TupleKey) -> list[Any]:
+    utype, uid, urel = split_user(key.user)
+    otype, _, oid = key.object.partition(":")
+    return [
+        _t.store_id == store_id,
+        _t.object_type == otype,
+        _t.object_id == oid,
+        _t.relation == key.relation,
+        _t.user_type == utype,
+        _t.user_id == uid,
+        _t.user_relation == urel,
+    ]
+
+
+def _same_condition(row: Any, key: TupleKey) -> bool:
+    return (row.condition_name or None) == (key.condition_name or None) and (row.condition_context or {}) == (
+        dict(key.condition_context) if key.condition_context else {}
+    )
+
+
+def _store(row: Any) -> StoreRecord:
+    return StoreRecord(row.id, row.name, row.created_at, row.updated_at, row.deleted_at)
+
+
+def _model(row: Any) -> ModelRecord:
+    return ModelRecord(row.id, row.store_id, dict(row.model), row.created_at)
+
+
+class SQLDatastore:
+    """Stores, models, tuples, the changelog and assertions of every FGA store, in one database."""
+
+    def __init__(self, db: Database, clock: Clock):
+        self.db = db
+        self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now(), UTC)
+
+    # --- stores -----------------------------------------------------------------------------------------
+
+    async def create_store(self, store_id: str, name: str) -> StoreRecord:
+        now = self._now()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                insert(fga_stores).values(id=store_id, name=name, created_at=now, updated_at=now)
+            )
+        return StoreRecord(store_id, name, now, now)
+
+    async def get_store(self, store_id: str) -> StoreRecord | None:
+        """None for unknown and for deleted stores (OpenFGA answers 404 for both)."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(fga_stores).where(fga_stores.c.id == store_id, fga_stores.c.deleted_at.is_(None))
+                )
+            ).first()
+        return None if row is None else _store(row)
+
+    async def list_stores(
+        self, page_size: int, continuation: str | None, name: str | None = None
+    ) -> tuple[list[StoreRecord], str | None]:
+        stmt = select(fga_stores).where(fga_stores.c.deleted_at.is_(None))
+        if name:
+            stmt = stmt.where(fga_stores.c.name == name)
+        if continuation:
+            stmt = stmt.where(fga_stores.c.id > str(decode_token(continuation).get("id", "")))
+        stmt = stmt.order_by(fga_stores.c.id).limit(page_size + 1)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [_store(r) for r in rows[:page_size]]
+        return items, (encode_token({"id": items[-1].id}) if len(rows) > page_size else None)
+
+    async def delete_store(self, store_id: str) -> None:
+        """Soft delete, as OpenFGA does: the row stays with ``deleted_at``; its tuples are removed."""
+        now = self._now()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                update(fga_stores)
+                .where(fga_stores.c.id == store_id, fga_stores.c.deleted_at.is_(None))
+                .values(deleted_at=now, updated_at=now)
+            )
+            await conn.execute(delete(fga_tuples).where(_t.store_id == store_id))
+
+    # --- authorization models and assertions ------------------------------------------------------------
+
+    async def write_model(self, store_id: str, model_id: str, model: dict[str, Any]) -> ModelRecord:
+        now = self._now()
+        body = {k: v for k, v in model.items() if k != "id"}
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                insert(fga_models).values(
+                    store_id=store_id,
+                    id=model_id,
+                    schema_version=str(body.get("schema_version") or ""),
+                    model=body,
+                    created_at=now,
+                )
+            )
+        return ModelRecord(model_id, store_id, body, now)
+
+    async def read_model(self, store_id: str, model_id: str) -> ModelRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(fga_models).where(fga_models.c.store_id == store_id, fga_models.c.id == model_id)
+                )
+            ).first()
+        return None if row is None else _model(row)
+
+    async def latest_model(self, store_id: str) -> ModelRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(fga_models)
+                    .where(fga_models.c.store_id == store_id)
+                    .order_by(fga_models.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else _model(row)
+
+    async def list_models(
+        self, store_id: str, page_size: int, continuation: str | None
+    ) -> tuple[list[ModelRecord], str | None]:
+        """Newest first (OpenFGA's ReadAuthorizationModels order)."""
+        stmt = select(fga_models).where(fga_models.c.store_id == store_id)
+        if continuation:
+            try:
+                before = int(decode_token(continuation)["seq"])
+            except (KeyError, TypeError, ValueError):
+                raise FGAError(ErrorCode.invalid_continuation_token, "invalid continuation token") from None
+            stmt = stmt.where(fga_models.c.seq < before)
+        stmt = stmt.order_by(fga_models.c.seq.desc()).limit(page_size + 1)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [_model(r) for r in rows[:page_size]]
+        token = encode_token({"seq": rows[page_size - 1].seq}) if len(rows) > page_size else None
+        return items, token
+
+    async def write_assertions(self, store_id: str, model_id: str, assertions: list[dict[str, Any]]) -> None:
+        """WriteAssertions replaces the model's assertions as a whole."""
+        body = json.dumps(assertions, separators=(",", ":"))
+        now = self._now()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                delete(fga_assertions).where(
+                    fga_assertions.c.store_id == store_id, fga_assertions.c.model_id == model_id
+                )
+            )
+            await conn.execute(
+                insert(fga_assertions).values(
+                    store_id=store_id, model_id=model_id, assertions=body, updated_at=now
+                )
+            )
+
+    async def read_assertions(self, store_id: str, model_id: str) -> list[dict[str, Any]]:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(fga_assertions.c.assertions).where(
+                        fga_assertions.c.store_id == store_id, fga_assertions.c.model_id == model_id
+                    )
+                )
+            ).first()
+        return [] if row is None else list(json.loads(row.assertions))
+
+    # --- tuples: the resolver's reads -------------------------------------------------------------------
+
+    async def revision(self, store_id: str) -> int:
+        """The newest changelog sequence number of the store: it moves on every write, from any process."""
+        async with self.db.read() as conn:
+            value = (
+                await conn.execute(
+                    select(func.max(fga_changes.c.seq)).where(fga_changes.c.store_id == store_id)
+                )
+            ).scalar()
+        return int(value or 0)
+
+    async def read_by_objects(
+        self,
+        store_id: str,
+        object_type: str,
+        relation: str,
+        object_ids: Sequence[str],
+        *,
+        users: Sequence[str] | None = None,
+        usersets: Sequence[tuple[str, str]] | None = None,
+    ) -> list[TupleKey]:
+        if not object_ids:
+            return []
+        ids = list(dict.fromkeys(object_ids))
+        conds: list[Any] = [
+            _t.store_id == store_id,
+            _t.object_type == object_type,
+            _t.object_id == ids[0] if len(ids) == 1 else _t.object_id.in_(ids),
+            _t.relation == relation,
+        ]
+        if users is not None:
+            if not users:
+                return []
+            parts = [split_user(u) for u in dict.fromkeys(users)]
+            if len(parts) == 1:
+                ut, ui, ur = parts[0]
+                conds += [_t.user_type == ut, _t.user_id == ui, _t.user_relation == ur]
+            else:
+                conds.append(tuple_(_t.user_type, _t.user_id, _t.user_relation).in_(parts))
+        elif usersets is not None:
+            if not usersets:
+                return []
+            pairs = list(dict.fromkeys(usersets))
+            conds.append(_t.user_relation != literal(""))
+            conds.append(or_(*[and_(_t.user_type == ty, _t.user_relation == rel) for ty, rel in pairs]))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(*_TUPLE_COLUMNS).where(*conds))).all()
+        return [_key(r) for r in rows]
+
+    async def read_by_users(
+        self, store_id: str, object_type: str, relation: str, users: Sequence[str]
+    ) -> list[TupleKey]:
+        if not users:
+            return []
+        parts = [split_user(u) for u in dict.fromkeys(users)]
+        conds: list[Any] = [_t.store_id == store_id, _t.object_type == object_type, _t.relation == relation]
+        if len(parts) == 1:
+            ut, ui, ur = parts[0]
+            conds += [_t.user_type == ut, _t.user_id == ui, _t.user_relation == ur]
+        else:
+            conds.append(tuple_(_t.user_type, _t.user_id, _t.user_relation).in_(parts))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(select(*_TUPLE_COLUMNS).where(*conds))).all()
+        return [_key(r) for r in rows]
+
+    async def read_page(
+        self, store_id: str, flt: ReadFilter, page_size: int, continuation: str | None
+    ) -> tuple[list[StoredTuple], str | None]:
+        """The Read API, in primary-key order (object type, id, relation, user): pages are stable."""
+        conds: list[Any] = [_t.store_id == store_id]
+        if flt.object:
+            otype, _, oid = flt.object.partition(":")
+            conds.append(_t.object_type == otype)
+            if oid:
+                conds.append(_t.object_id == oid)
+        if flt.relation:
+            conds.append(_t.relation == flt.relation)
+        if flt.user:
+            utype, uid, urel = split_user(flt.user)
+            conds.append(_t.user_type == utype)
+            if uid:
+                conds += [_t.user_id == uid, _t.user_relation == urel]
+        if continuation:
+            last = decode_token(continuation).get("last")
+            if not isinstance(last, list) or len(last) != len(_KEY_ORDER):
+                raise FGAError(ErrorCode.invalid_continuation_token, "invalid continuation token")
+            conds.append(tuple_(*_KEY_ORDER) > tuple_(*[literal(str(v)) for v in last]))
+        stmt = (
+            select(*_TUPLE_COLUMNS, _t.inserted_at).where(*conds).order_by(*_KEY_ORDER).limit(page_size + 1)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [StoredTuple(_key(r), r.inserted_at) for r in rows[:page_size]]
+        token = None
+        if len(rows) > page_size:
+            r = rows[page_size - 1]
+            token = encode_token(
+                {"last": [r.object_type, r.object_id, r.relation, r.user_type, r.user_id, r.user_relation]}
+            )
+        return items, token
+
+    # --- tuples: writes and the changelog ---------------------------------------------------------------
+
+    async def write(
+        self,
+        store_id: str,
+        deletes: Sequence[TupleKey],
+        writes: Sequence[TupleKey],
+        *,
+        on_duplicate: OnDuplicate = "error",
+        on_missing: OnMissing = "error",
+    ) -> None:
+        """Deletes, then writes, in one transaction; any conflict raises and the transaction rolls back."""
+        now = self._now()
+        changes: list[dict[str, Any]] = []
+        async with self.db.transaction() as conn:
+            for key in deletes:
+                result = await conn.execute(delete(fga_tuples).where(*_identity(store_id, key)))
+                if result.rowcount == 0:
+                    if on_missing == "ignore":
+                        continue
+                    raise write_conflict(key, existing=False)
+                changes.append(_change_row(store_id, key, 1, now))
+            rows: list[dict[str, Any]] = []
+            for key in writes:
+                existing = (
+                    await conn.execute(
+                        select(_t.condition_name, _t.condition_context).where(*_identity(store_id, key))
+                    )
+                ).first()
+                if existing is not None:
+                    # on_duplicate=ignore skips an identical tuple; one with another condition still fails.
+                    if on_duplicate == "ignore" and _same_condition(existing, key):
+                        continue
+                    raise write_conflict(key, existing=True)
+                rows.append(_tuple_row(store_id, key, now))
+                changes.append(_change_row(store_id, key, 0, now))
+            if rows:
+                await conn.execute(insert(fga_tuples), rows)
+            if changes:
+                await conn.execute(insert(fga_changes), changes)
+
+    async def bulk_load(self, store_id: str, keys: Iterable[TupleKey], *, batch: int = 5000) -> int:
+        """Insert many new tuples fast (imports, benchmarks) in one transaction: no duplicate checks and no
+        changelog entries, so ReadChanges and the revision do not see them. Not for live stores."""
+        now = self._now()
+        count = 0
+        buffer: list[dict[str, Any]] = []
+        async with self.db.transaction() as tx:
+            for key in keys:
+                buffer.append(_tuple_row(store_id, key, now))
+                if len(buffer) >= batch:
+                    await tx.execute(insert(fga_tuples), buffer)
+                    count += len(buffer)
+                    buffer = []
+            if buffer:
+                await tx.execute(insert(fga_tuples), buffer)
+                count += len(buffer)
+        return count
+
+    async def read_changes(
+        self,
+        store_id: str,
+        object_type: str,
+        page_size: int,
+        continuation: str | None,
+        start_time: datetime | None,
+    ) -> tuple[list[TupleChange], str | None]:
+        """Oldest first. The token names the type it was made for; it is returned even on an empty page, so
+        a client can poll from where it stopped."""
+        conds: list[Any] = [fga_changes.c.store_id == store_id]
+        if object_type:
+            conds.append(fga_changes.c.object_type == object_type)
+        after = 0
+        if continuation:
+            token = decode_token(continuation)
+            if token.get("t", "") != object_type:
+                raise FGAError(
+                    ErrorCode.invalid_continuation_token,
+                    "the continuation token was issued for another object type",
+                )
+            try:
+                after = int(token["seq"])
+            except (KeyError, TypeError, ValueError):
+                raise FGAError(ErrorCode.invalid_continuation_token, "invalid continuation token") from None
+            conds.append(fga_changes.c.seq > after)
+        elif start_time is not None:
+            conds.append(fga_changes.c.changed_at >= start_time)
+        stmt = select(fga_changes).where(*conds).order_by(fga_changes.c.seq).limit(page_size)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [
+            TupleChange(
+                TupleKey(
+                    object=f"{r.object_type}:{r.object_id}",
+                    relation=r.relation,
+                    user=r.user,
+                    condition_name=r.condition_name or None,
+                    condition_context=r.condition_context or None,
+                ),
+                _OPERATIONS[r.operation],  # type: ignore[arg-type]
+                r.changed_at,
+            )
+            for r in rows
+        ]
+        last = rows[-1].seq if rows else after
+        return items, encode_token({"seq": last, "t": object_type})
