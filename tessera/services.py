@@ -11,7 +11,11 @@ from functools import cached_property
 
 from tessera.audit.log import AuditLog
 from tessera.core.clock import Clock
+from tessera.core.ratelimit import RateLimiter
 from tessera.core.sealing import Sealer
+from tessera.identity import TEMPLATES as IDENTITY_TEMPLATES
+from tessera.identity.sessions import SessionService
+from tessera.identity.users import UserService
 from tessera.observability import Metrics
 from tessera.settings import Settings
 from tessera.storage.database import Database
@@ -47,7 +51,7 @@ class Services:
 
     @cached_property
     def pages(self) -> Pages:
-        return Pages()
+        return Pages(extra_dirs=[IDENTITY_TEMPLATES])
 
     @cached_property
     def csrf(self) -> CSRF:
@@ -55,6 +59,21 @@ class Services:
 
     # --- capability services (each capability owns its own lines below) ---
 
+    @cached_property
+    def users(self) -> UserService:
+        return UserService(self.db, self.clock)
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        return SessionService(self.db, self.clock, ttl_seconds=self.settings.session_ttl)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """In Redis when ``TESSERA_REDIS_URL`` is set, else in the database; shared by every process."""
+        return RateLimiter.for_settings(self.db, self.clock, self.settings.redis_url)
+
     async def aclose(self) -> None:
+        if "rate_limiter" in self.__dict__:
+            await self.rate_limiter.aclose()
         if "db" in self.__dict__:
             await self.db.dispose()

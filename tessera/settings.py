@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     session_ttl: int = Field(14 * 86400, ge=60)
     cookie_secure: bool | None = Field(None, description="Default: true when the issuer is https.")
 
+    # identity: brute-force protection on the login form (Auth0 blocks after 10 failures per identifier + IP).
+    login_max_failures: int = Field(10, ge=1, description="Failed sign-ins per email and IP before a block.")
+    login_failure_window: int = Field(900, ge=1, description="Seconds the per-email-and-IP count covers.")
+    login_max_attempts_per_ip: int = Field(100, ge=1, description="Sign-in attempts per IP per window.")
+    login_ip_window: int = Field(300, ge=1, description="Seconds the per-IP attempt count covers.")
+
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
     log_level: str = "info"
 

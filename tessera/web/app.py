@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tessera import __version__
+from tessera.identity import web as identity_web
 from tessera.services import Services
 from tessera.settings import Settings
 from tessera.storage.migrate import upgrade
@@ -48,4 +49,5 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     mount_static(app)
     app.include_router(health.router(services))
     # Capability routers are included here, each from its own package.
+    app.include_router(identity_web.router(services))
     return app
