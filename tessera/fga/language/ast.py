@@ -13,6 +13,7 @@ class Span:
     line: int
     start: int
     end: int
+    file: str | None = None  # the module file, for modular models
 
 
 @dataclass

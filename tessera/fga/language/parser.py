@@ -55,13 +55,6 @@ class _Fail(Exception):
         self.detail = detail
 
 
-def _span(tok: Token) -> Span:
-    return Span(tok.line, tok.column, tok.column + tok.width)
-
-
-def _detail(msg: str, tok: Token) -> ErrorDetail:
-    line = tok.line
-    return ErrorDetail(msg, (line, line), (tok.column, tok.column + tok.width), symbol=tok.display)
 
 
 def _is_name(tok: Token) -> bool:
@@ -69,11 +62,21 @@ def _is_name(tok: Token) -> bool:
 
 
 class Parser:
-    def __init__(self, source: str):
+    def __init__(self, source: str, file: str | None = None):
+        self.file = file
         self.lexer = Lexer(source)
         self.toks = self.lexer.tokens()
         self.i = 0
         self.errors: list[ErrorDetail] = []
+
+    def _span(self, tok: Token) -> Span:
+        return Span(tok.line, tok.column, tok.column + tok.width, self.file)
+
+    def _detail(self, msg: str, tok: Token) -> ErrorDetail:
+        line = tok.line
+        return ErrorDetail(
+            msg, (line, line), (tok.column, tok.column + tok.width), symbol=tok.display, file=self.file
+        )
 
     # -- token helpers -------------------------------------------------------------------------------------
     @property
@@ -94,7 +97,7 @@ class Parser:
             self.i += 1
 
     def fail(self, msg: str, tok: Token | None = None) -> _Fail:
-        return _Fail(_detail(msg, tok or self.tok))
+        return _Fail(self._detail(msg, tok or self.tok))
 
     def mismatched(self, expecting: str, tok: Token | None = None) -> _Fail:
         tok = tok or self.tok
@@ -115,7 +118,7 @@ class Parser:
         if not _is_name(tok):
             raise self.mismatched(NAME_EXPECTED)
         self.advance()
-        return Name(tok.text, _span(tok))
+        return Name(tok.text, self._span(tok))
 
     # -- file ----------------------------------------------------------------------------------------------
     def parse(self) -> ModelFile:
@@ -148,7 +151,7 @@ class Parser:
             if version.kind != WORD or not SCHEMA_VERSION_RE.match(version.text):
                 raise self.mismatched("SCHEMA_VERSION")
             self.advance()
-            schema_version, schema_span = version.text, _span(version)
+            schema_version, schema_span = version.text, self._span(version)
         elif self.tok.is_word("module"):
             self.advance()
             self.expect_ws()
@@ -192,10 +195,9 @@ class Parser:
             j -= 1
         return "".join(t.display for t in self.toks[j : self.i + 1])
 
-    @staticmethod
-    def _at(msg: str, name: Name) -> ErrorDetail:
+    def _at(self, msg: str, name: Name) -> ErrorDetail:
         s = name.span
-        return ErrorDetail(msg, (s.line, s.line), (s.start, s.end), symbol=name.text)
+        return ErrorDetail(msg, (s.line, s.line), (s.start, s.end), symbol=name.text, file=self.file)
 
     # -- types -----------------------------------------------------------------------------------------------
     def _type(self, in_module: bool) -> TypeDef:
@@ -284,7 +286,7 @@ class Parser:
             children.append(self._operand(restrictions, False))
         start = first.span
         end = children[-1].span
-        return Rewrite(op, Span(start.line, start.start, end.end), children=children)
+        return Rewrite(op, Span(start.line, start.start, end.end, self.file), children=children)
 
     def _operand(self, restrictions: list[TypeRestriction], leftmost: bool) -> Rewrite:
         tok = self.tok
@@ -318,7 +320,7 @@ class Parser:
             tupleset = self.name()
             return Rewrite(
                 "ttu",
-                Span(rel.span.line, rel.span.start, tupleset.span.end),
+                Span(rel.span.line, rel.span.start, tupleset.span.end, self.file),
                 relation=rel,
                 tupleset=tupleset,
             )
@@ -339,7 +341,7 @@ class Parser:
                 break
             raise self.mismatched("{',', WHITESPACE, ']'}")
         return Rewrite(
-            "this", Span(open_tok.line, open_tok.column, close.column + 1), restrictions=list(restrictions)
+            "this", Span(open_tok.line, open_tok.column, close.column + 1, self.file), restrictions=list(restrictions)
         )
 
     def _restriction(self) -> TypeRestriction:
@@ -357,7 +359,7 @@ class Parser:
             self.advance()
             restriction.relation = self.name()
             end = restriction.relation.span.end
-        restriction.span = Span(type_tok.line, type_tok.column, end)
+        restriction.span = Span(type_tok.line, type_tok.column, end, self.file)
         if self.tok.kind == WS and self.peek().is_word("with"):
             self.advance()
             self.advance()
@@ -424,6 +426,6 @@ class Parser:
         return ConditionParam(name, tok.text)
 
 
-def parse_dsl(source: str) -> ModelFile:
+def parse_dsl(source: str, file: str | None = None) -> ModelFile:
     """Parse DSL text; raises :class:`DSLSyntaxError` with every error found."""
-    return Parser(source).parse()
+    return Parser(source, file).parse()

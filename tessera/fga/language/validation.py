@@ -80,6 +80,7 @@ class _Validator:
         if span is not None:
             detail.line = (span.line, span.line)
             detail.column = (span.start, span.end)
+            detail.file = span.file
         self.errors.append(detail)
 
     def _node(self, node: Any) -> Any:
