@@ -1,0 +1,329 @@
+"""Check: is ``user`` related to ``object`` by ``relation``?
+
+A chain of resolvers behind one interface (:class:`CheckResolver`): :class:`CachedChecker` answers repeated
+questions from a short-lived cache (skipped for ``HIGHER_CONSISTENCY``), and :class:`LocalChecker` walks the
+rewrite rules. The algorithm is described in prose in ``tessera/fga/README.md``; in short:
+
+* Each sub-problem is ``(object, relation)`` for the request's one user. Results are memoised for the request,
+  so a group reached along several paths is resolved once.
+* Results are three-valued: true, false and *cycle* (the sub-problem is already on the current path). Cycle
+  behaves like "unknown" in Kleene logic: ``true or cycle`` is true, ``false and cycle`` is false,
+  ``x but not cycle`` is not true; at the top it answers false, as OpenFGA does. True and false answers do not
+  depend on the path, so only they are memoised.
+* Every dispatch (computed userset, userset tuple, tuple-to-userset) goes one level deeper; at depth 25 the
+  request fails with ``authorization_model_resolution_too_complex`` (2002), OpenFGA's default limit.
+* Branches that cannot reach the user's type (from :meth:`TypeSystem.may_contain`) are not explored.
+* An error in one branch (depth, a condition missing a parameter) only fails the request if no other branch
+  decides it: ``true or error`` is true, ``false and error`` is false.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tessera.fga.engine.errors import FGAError, ResolutionTooComplex
+from tessera.fga.engine.reader import RequestReader
+from tessera.fga.engine.tuples import TupleKey, User
+from tessera.fga.engine.typesystem import (
+    Computed,
+    Difference,
+    Intersection,
+    Rewrite,
+    This,
+    TupleToUserset,
+    TypeSystem,
+    Union,
+)
+
+FALSE, TRUE, CYCLE = 0, 1, 2
+DEFAULT_MAX_DEPTH = 25
+
+
+@dataclass
+class Resolution:
+    """State shared by every sub-problem of one request (or one batch of requests for the same user)."""
+
+    ts: TypeSystem
+    reader: RequestReader
+    user: User
+    context: Mapping[str, Any] = field(default_factory=dict)
+    max_depth: int = DEFAULT_MAX_DEPTH
+    memo: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    dispatches: int = 0
+
+    def condition_holds(self, key: TupleKey) -> bool:
+        if not key.condition_name:
+            return True
+        cond = self.ts.conditions.get(key.condition_name)
+        if cond is None:
+            return False  # the model no longer defines it: the tuple is not admitted
+        return cond.evaluate(key.condition_context, self.context)
+
+
+class CheckResolver(Protocol):
+    async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool: ...
+
+
+class LocalChecker:
+    """Walks the rewrite rules of the model against the tuples (the last link of the chain)."""
+
+    async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool:
+        return await self.resolve_tri(res, otype, oid, relation, 0, frozenset()) == TRUE
+
+    async def resolve_tri(
+        self, res: Resolution, otype: str, oid: str, relation: str, depth: int, path: frozenset[Any]
+    ) -> int:
+        key = (otype, oid, relation)
+        hit = res.memo.get(key)
+        if hit is not None:
+            return hit
+        if key in path:
+            return CYCLE
+        user = res.user
+        # A userset is trivially a member of itself: Check(group:x#member, member, group:x) is true.
+        if user.relation is not None and user.relation == relation and user.id == oid and user.type == otype:
+            return TRUE
+        if depth >= res.max_depth:
+            raise ResolutionTooComplex(depth)
+        rel = res.ts.get_relation(otype, relation)
+        if rel is None or not res.ts.may_contain(otype, relation, user):
+            res.memo[key] = FALSE
+            return FALSE
+        res.dispatches += 1
+        result = await self._eval(res, otype, oid, relation, rel.rewrite, depth, path | {key})
+        if result != CYCLE:
+            res.memo[key] = result
+        return result
+
+    async def _eval(
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        rw: Rewrite,
+        depth: int,
+        path: frozenset[Any],
+    ) -> int:
+        if isinstance(rw, This):
+            return await self._this(res, otype, oid, relation, depth, path)
+        if isinstance(rw, Computed):
+            return await self.resolve_tri(res, otype, oid, rw.relation, depth + 1, path)
+        if isinstance(rw, TupleToUserset):
+            return await self._ttu(res, otype, oid, rw, depth, path)
+        if isinstance(rw, Union):
+            return await self._any(res, otype, oid, relation, rw.children, depth, path)
+        if isinstance(rw, Intersection):
+            return await self._all(res, otype, oid, relation, rw.children, depth, path)
+        assert isinstance(rw, Difference)
+        return await self._but_not(res, otype, oid, relation, rw, depth, path)
+
+    async def _this(
+        self, res: Resolution, otype: str, oid: str, relation: str, depth: int, path: frozenset[Any]
+    ) -> int:
+        ts, user = res.ts, res.user
+        rel = ts.types[otype][relation]
+        error: FGAError | None = None
+        # 1. Direct tuples naming the user (or the type's wildcard): point reads.
+        names: list[str] = []
+        for ref in rel.directly_related:
+            if ref.type != user.type:
+                continue
+            if user.relation is None:
+                if ref.wildcard:
+                    names.append(f"{user.type}:*")
+                elif ref.relation is None and not user.wildcard:
+                    names.append(str(user))
+            elif ref.relation == user.relation:
+                names.append(str(user))
+        if names:
+            for k in await res.reader.direct(otype, oid, relation, tuple(dict.fromkeys(names))):
+                try:
+                    if res.condition_holds(k):
+                        return TRUE
+                except FGAError as exc:
+                    error = exc
+        # 2. Userset tuples (group:x#member) whose members may include the user: recurse into each.
+        refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
+        saw_cycle = False
+        if refs:
+            rows = await res.reader.usersets(otype, oid, relation, refs)
+            for k in rows:
+                try:
+                    if not res.condition_holds(k):
+                        continue
+                except FGAError as exc:
+                    error = exc
+                    continue
+                st, _, rest = k.user.partition(":")
+                sid, _, srel = rest.partition("#")
+                try:
+                    r = await self.resolve_tri(res, st, sid, srel, depth + 1, path)
+                except FGAError as exc:
+                    error = exc
+                    continue
+                if r == TRUE:
+                    return TRUE
+                saw_cycle = saw_cycle or r == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if saw_cycle else FALSE
+
+    async def _ttu(
+        self, res: Resolution, otype: str, oid: str, rw: TupleToUserset, depth: int, path: frozenset[Any]
+    ) -> int:
+        ts = res.ts
+        error: FGAError | None = None
+        saw_cycle = False
+        for k in await res.reader.all(otype, oid, rw.tupleset):
+            pt, _, pid = k.user.partition(":")
+            if "#" in pid or pid == "*":
+                continue  # tuplesets hold plain objects only
+            if ts.get_relation(pt, rw.computed) is None:
+                continue  # the parent's type does not define the relation: that branch is empty
+            try:
+                if not res.condition_holds(k):
+                    continue
+                r = await self.resolve_tri(res, pt, pid, rw.computed, depth + 1, path)
+            except FGAError as exc:
+                error = exc
+                continue
+            if r == TRUE:
+                return TRUE
+            saw_cycle = saw_cycle or r == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if saw_cycle else FALSE
+
+    async def _any(
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        children: tuple[Rewrite, ...],
+        depth: int,
+        path: frozenset[Any],
+    ) -> int:
+        error: FGAError | None = None
+        saw_cycle = False
+        for c in children:
+            try:
+                r = await self._eval(res, otype, oid, relation, c, depth, path)
+            except FGAError as exc:
+                error = exc
+                continue
+            if r == TRUE:
+                return TRUE
+            saw_cycle = saw_cycle or r == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if saw_cycle else FALSE
+
+    async def _all(
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        children: tuple[Rewrite, ...],
+        depth: int,
+        path: frozenset[Any],
+    ) -> int:
+        error: FGAError | None = None
+        saw_cycle = False
+        for c in children:
+            try:
+                r = await self._eval(res, otype, oid, relation, c, depth, path)
+            except FGAError as exc:
+                error = exc
+                continue
+            if r == FALSE:
+                return FALSE
+            saw_cycle = saw_cycle or r == CYCLE
+        if error is not None:
+            raise error
+        return CYCLE if saw_cycle else TRUE
+
+    async def _but_not(
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        rw: Difference,
+        depth: int,
+        path: frozenset[Any],
+    ) -> int:
+        base = await self._eval(res, otype, oid, relation, rw.base, depth, path)
+        if base == FALSE:
+            return FALSE
+        sub = await self._eval(res, otype, oid, relation, rw.subtract, depth, path)
+        if sub == TRUE:
+            return FALSE
+        if sub == CYCLE or base == CYCLE:
+            return CYCLE
+        return TRUE
+
+
+@dataclass
+class _Entry:
+    allowed: bool
+    expires: float
+
+
+class CachedChecker:
+    """Caches top-level answers for ``ttl`` seconds, keyed by store revision, model, tuple and context, so a
+    write in this process is never answered from a stale entry. Requests with contextual tuples and
+    ``HIGHER_CONSISTENCY`` requests go straight to the next resolver."""
+
+    def __init__(self, inner: CheckResolver, *, ttl: float = 10.0, max_entries: int = 10_000) -> None:
+        self.inner = inner
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[Any, ...], _Entry] = {}
+        self._lock = asyncio.Lock()
+        self.hits = 0
+
+    @staticmethod
+    def key(
+        store_id: str,
+        model_id: str,
+        revision: int,
+        obj: str,
+        relation: str,
+        user: str,
+        context: Mapping[str, Any],
+    ) -> tuple[Any, ...]:
+        ctx = (
+            hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode()).hexdigest()
+            if context
+            else ""
+        )
+        return (store_id, model_id, revision, obj, relation, user, ctx)
+
+    def get(self, key: tuple[Any, ...]) -> bool | None:
+        e = self._entries.get(key)
+        if e is None:
+            return None
+        if e.expires < time.monotonic():
+            self._entries.pop(key, None)
+            return None
+        self.hits += 1
+        return e.allowed
+
+    def put(self, key: tuple[Any, ...], allowed: bool) -> None:
+        if len(self._entries) >= self.max_entries:
+            # Drop the oldest tenth: dicts keep insertion order.
+            for k in list(self._entries)[: self.max_entries // 10 or 1]:
+                del self._entries[k]
+        self._entries[key] = _Entry(allowed, time.monotonic() + self.ttl)
+
+    async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool:
+        return await self.inner.resolve(res, otype, oid, relation)

@@ -1,0 +1,261 @@
+"""ListObjects: every object of a type that a user has a relation with, found by walking the model backwards
+from the user (reverse expansion), complete and without a deadline.
+
+Facts are ``user ∈ type:id#relation``. The walk starts from the tuples that name the user (or the type's
+wildcard) and applies the model's rules backwards, batching one reverse storage read per rule and per round:
+
+* a direct restriction ``[group#member]`` on ``doc#viewer``: from ``user ∈ group:x#member`` and the tuple
+  ``doc:1#viewer@group:x#member`` follows ``user ∈ doc:1#viewer``;
+* a computed userset ``viewer: editor``: ``user ∈ doc:1#editor`` gives ``user ∈ doc:1#viewer``;
+* a tuple-to-userset ``viewer from parent``: ``user ∈ folder:a#viewer`` and ``doc:1#parent@folder:a``.
+
+Each fact is derived once, so cycles end the walk rather than loop. Facts derived through an intersection (from
+one operand) or an exclusion (from the base) are only *candidates*; so are facts derived from them. Candidates
+of the requested type are verified with Check, run concurrently over a batching reader (see ``filter.py``), so
+the answer is exact. Sure facts of the requested type are streamed as soon as they are found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tessera.fga.engine.check import Resolution
+from tessera.fga.engine.errors import ConditionError
+from tessera.fga.engine.filter import check_many
+from tessera.fga.engine.reader import RequestReader
+from tessera.fga.engine.tuples import TupleKey, User
+from tessera.fga.engine.typesystem import (
+    Computed,
+    Difference,
+    Intersection,
+    Rewrite,
+    This,
+    TupleToUserset,
+    TypeSystem,
+    Union,
+)
+
+SURE, MAYBE = 1, 0
+
+
+@dataclass(frozen=True, slots=True)
+class _UsersetRule:  # fact (S, o, r) + tuple T:x#R@S:o#r -> (T, x, target)
+    object_type: str
+    relation: str
+    target: str
+    sure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _ComputedRule:  # fact (T, x, r) -> (T, x, target)
+    target: str
+    sure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _TTURule:  # fact (P, p, cr) + tuple T:x#ts@P:p -> (T, x, target)
+    object_type: str
+    tupleset: str
+    target: str
+    sure: bool
+
+
+@dataclass
+class _Rules:
+    # (type, relation) of a fact -> rules consuming it
+    consumers: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    # rules started from the user: (object type, relation, target, sure, user names)
+    starts: list[tuple[str, str, str, bool, tuple[str, ...]]] = field(default_factory=list)
+
+
+def _rewrite_may_contain(ts: TypeSystem, otype: str, relation: str, rw: Rewrite, user: User) -> bool:
+    if isinstance(rw, This):
+        rel = ts.types[otype][relation]
+        for ref in rel.directly_related:
+            if ref.relation:
+                if ts.may_contain(ref.type, ref.relation, user):
+                    return True
+            elif ref.type == user.type and user.relation is None:
+                return True
+        return False
+    if isinstance(rw, Computed):
+        return ts.may_contain(otype, rw.relation, user)
+    if isinstance(rw, TupleToUserset):
+        tsr = ts.types[otype].get(rw.tupleset)
+        return any(
+            ts.get_relation(r.type, rw.computed) is not None and ts.may_contain(r.type, rw.computed, user)
+            for r in (tsr.directly_related if tsr else ())
+        )
+    if isinstance(rw, Union | Intersection):
+        return any(_rewrite_may_contain(ts, otype, relation, c, user) for c in rw.children)
+    return _rewrite_may_contain(ts, otype, relation, rw.base, user)
+
+
+def build_rules(ts: TypeSystem, user: User) -> _Rules:
+    rules = _Rules()
+
+    def walk(otype: str, relation: str, rw: Rewrite, sure: bool) -> None:
+        if isinstance(rw, This):
+            rel = ts.types[otype][relation]
+            names: list[str] = []
+            for ref in rel.directly_related:
+                if ref.relation:
+                    rules.consumers.setdefault((ref.type, ref.relation), []).append(
+                        _UsersetRule(otype, relation, relation, sure)
+                    )
+                elif ref.type == user.type and user.relation is None:
+                    if ref.wildcard:
+                        names.append(f"{user.type}:*")
+                    elif not user.wildcard:
+                        names.append(str(user))
+            if names:
+                rules.starts.append((otype, relation, relation, sure, tuple(dict.fromkeys(names))))
+        elif isinstance(rw, Computed):
+            rules.consumers.setdefault((otype, rw.relation), []).append(_ComputedRule(relation, sure))
+        elif isinstance(rw, TupleToUserset):
+            tsr = ts.types[otype][rw.tupleset]
+            for ptype in dict.fromkeys(r.type for r in tsr.directly_related):
+                if ts.get_relation(ptype, rw.computed) is not None:
+                    rules.consumers.setdefault((ptype, rw.computed), []).append(
+                        _TTURule(otype, rw.tupleset, relation, sure)
+                    )
+        elif isinstance(rw, Union):
+            for c in rw.children:
+                walk(otype, relation, c, sure)
+        elif isinstance(rw, Intersection):
+            # Members of an intersection are members of every operand: one operand that can hold the user
+            # yields a superset, which Check then narrows.
+            for c in rw.children:
+                if _rewrite_may_contain(ts, otype, relation, c, user):
+                    walk(otype, relation, c, False)
+                    break
+        else:
+            assert isinstance(rw, Difference)
+            walk(otype, relation, rw.base, False)
+
+    for tname, rels in ts.types.items():
+        for rname, rel in rels.items():
+            walk(tname, rname, rel.rewrite, True)
+    return rules
+
+
+class ReverseExpansion:
+    def __init__(
+        self,
+        ts: TypeSystem,
+        reader: RequestReader,
+        user: User,
+        context: Mapping[str, Any],
+        object_type: str,
+        relation: str,
+    ) -> None:
+        self.ts = ts
+        self.reader = reader
+        self.user = user
+        self.context = context
+        self.target = (object_type, relation)
+        self.facts: dict[tuple[str, str], dict[str, int]] = {}
+        self._pending: dict[tuple[str, str], dict[str, int]] = {}
+        self._res = Resolution(ts, reader, user, context)
+
+    def _condition(self, key: TupleKey) -> int | None:
+        """SURE when the tuple's condition holds, None when it does not, MAYBE when it cannot be decided
+        here (Check will give the verdict and its error)."""
+        try:
+            return SURE if self._res.condition_holds(key) else None
+        except ConditionError:
+            return MAYBE
+
+    def _add(self, otype: str, oid: str, relation: str, mode: int) -> None:
+        known = self.facts.setdefault((otype, relation), {})
+        cur = known.get(oid)
+        if cur is not None and cur >= mode:
+            return
+        known[oid] = mode
+        self._pending.setdefault((otype, relation), {})[oid] = mode
+
+    async def run(self) -> AsyncIterator[tuple[str, int]]:
+        """Yields (object id, SURE/MAYBE) facts of the target as they are found, sure ones possibly after
+        a maybe for the same id."""
+        rules = build_rules(self.ts, self.user)
+        u = self.user
+        if u.relation is not None and self.ts.get_relation(u.type, u.relation) is not None:
+            self._add(u.type, u.id, u.relation, SURE)
+        for otype, relation, target, sure, names in rules.starts:
+            for k in await self.reader.by_users(otype, relation, names):
+                m = self._condition(k)
+                if m is not None:
+                    self._add(otype, k.object.partition(":")[2], target, m if sure else MAYBE)
+        emitted: dict[str, int] = {}
+        while True:
+            for oid, mode in self._pending.get(self.target, {}).items():
+                if emitted.get(oid, -1) < mode:
+                    emitted[oid] = mode
+                    yield oid, mode
+            if not self._pending:
+                return
+            (ftype, frel), ids = next(iter(self._pending.items()))
+            del self._pending[(ftype, frel)]
+            for rule in rules.consumers.get((ftype, frel), ()):
+                if isinstance(rule, _ComputedRule):
+                    for oid, mode in ids.items():
+                        self._add(ftype, oid, rule.target, mode if rule.sure else MAYBE)
+                    continue
+                if isinstance(rule, _UsersetRule):
+                    names = {f"{ftype}:{oid}#{frel}": mode for oid, mode in ids.items()}
+                    rows = await self.reader.by_users(rule.object_type, rule.relation, list(names))
+                else:
+                    names = {f"{ftype}:{oid}": mode for oid, mode in ids.items()}
+                    rows = await self.reader.by_users(rule.object_type, rule.tupleset, list(names))
+                for k in rows:
+                    m = self._condition(k)
+                    if m is None:
+                        continue
+                    mode = min(m, names.get(k.user, MAYBE), SURE if rule.sure else MAYBE)
+                    self._add(rule.object_type, k.object.partition(":")[2], rule.target, mode)
+
+
+async def stream_objects(
+    ts: TypeSystem,
+    reader: RequestReader,
+    user: User,
+    context: Mapping[str, Any],
+    object_type: str,
+    relation: str,
+    *,
+    verify_batch: int = 256,
+) -> AsyncIterator[str]:
+    """Every object (``type:id``) of ``object_type`` that ``user`` has ``relation`` with, each once."""
+    rx = ReverseExpansion(ts, reader, user, context, object_type, relation)
+    done: set[str] = set()
+    maybe: list[str] = []
+    res = Resolution(ts, reader, user, context)
+    async for oid, mode in rx.run():
+        if oid in done:
+            continue
+        if mode == SURE:
+            done.add(oid)
+            yield f"{object_type}:{oid}"
+        else:
+            maybe.append(oid)
+            if len(maybe) >= verify_batch:
+                async for obj in _verify(res, object_type, relation, maybe, done):
+                    yield obj
+                maybe = []
+    async for obj in _verify(res, object_type, relation, maybe, done):
+        yield obj
+
+
+async def _verify(
+    res: Resolution, object_type: str, relation: str, ids: list[str], done: set[str]
+) -> AsyncIterator[str]:
+    todo = [i for i in dict.fromkeys(ids) if i not in done]
+    if not todo:
+        return
+    verdicts = await check_many(res, object_type, relation, todo)
+    for oid, ok in zip(todo, verdicts, strict=True):
+        if ok and oid not in done:
+            done.add(oid)
+            yield f"{object_type}:{oid}"

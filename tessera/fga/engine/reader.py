@@ -1,0 +1,188 @@
+"""The per-request view of the tuples: stored tuples plus contextual tuples, minus the tuples the current
+model rejects, cached for the request, and (when many resolutions run at once) batched.
+
+Batching works like a DataLoader: reads of the same shape (same object type, relation and user filter) that
+are asked for during one turn of the event loop are sent to storage as one ``read_by_objects`` call with all
+their object ids. The RAG filter and ListObjects run many checks concurrently, so each step of the rewrite costs
+one storage round trip for all candidates instead of one per candidate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tessera.fga.engine.store import TupleReader
+from tessera.fga.engine.tuples import TupleKey
+from tessera.fga.engine.typesystem import TypeSystem
+
+# Read kinds: direct users, userset users, all users.
+_DIRECT, _USERSETS, _ALL = "d", "u", "a"
+
+
+@dataclass
+class _Pending:
+    ids: dict[str, None] = field(default_factory=dict)
+    future: asyncio.Future[None] | None = None
+
+
+class RequestReader:
+    def __init__(
+        self,
+        datastore: TupleReader,
+        store_id: str,
+        typesystem: TypeSystem,
+        contextual: Sequence[TupleKey] = (),
+        *,
+        batching: bool = False,
+    ) -> None:
+        self.ds = datastore
+        self.store_id = store_id
+        self.ts = typesystem
+        self.batching = batching
+        self.reads = 0  # storage round trips, for tests and benchmarks
+        self._cache: dict[tuple[Any, ...], dict[str, list[TupleKey]]] = {}
+        self._pending: dict[tuple[Any, ...], _Pending] = {}
+        self._ctx_by_object: dict[tuple[str, str], list[TupleKey]] = {}
+        self._ctx_by_user: dict[tuple[str, str, str], list[TupleKey]] = {}
+        seen: set[TupleKey] = set()
+        for k in contextual:
+            if k in seen:
+                continue  # duplicate contextual tuples count once
+            seen.add(k)
+            self._ctx_by_object.setdefault((k.object, k.relation), []).append(k)
+            self._ctx_by_user.setdefault((k.object.partition(":")[0], k.relation, k.user), []).append(k)
+        self._allowed: dict[tuple[str, str, str, str | None], bool] = {}
+
+    # --- model filter -------------------------------------------------------------------------------
+
+    def allowed(self, object_type: str, key: TupleKey) -> bool:
+        """Tuples the current model's type restrictions reject are ignored (OpenFGA semantics)."""
+        ck = (object_type, key.relation, _user_kind(key.user), key.condition_name)
+        hit = self._allowed.get(ck)
+        if hit is None:
+            hit = self._allowed[ck] = self.ts.allows_key(key)
+        return hit
+
+    # --- reads used by Check --------------------------------------------------------------------------
+
+    async def direct(self, otype: str, oid: str, relation: str, users: tuple[str, ...]) -> list[TupleKey]:
+        return await self._read((_DIRECT, otype, relation, users), oid)
+
+    async def usersets(
+        self, otype: str, oid: str, relation: str, refs: tuple[tuple[str, str], ...]
+    ) -> list[TupleKey]:
+        return await self._read((_USERSETS, otype, relation, refs), oid)
+
+    async def all(self, otype: str, oid: str, relation: str) -> list[TupleKey]:
+        return await self._read((_ALL, otype, relation, None), oid)
+
+    async def prefetch_all(self, otype: str, relation: str, oids: Sequence[str]) -> None:
+        """Load every tuple on ``relation`` of many objects in one storage read."""
+        ck = (_ALL, otype, relation, None)
+        cache = self._cache.setdefault(ck, {})
+        missing = [o for o in dict.fromkeys(oids) if o not in cache]
+        if missing:
+            await self._fetch(ck, missing)
+
+    async def _read(self, ck: tuple[Any, ...], oid: str) -> list[TupleKey]:
+        cache = self._cache.setdefault(ck, {})
+        hit = cache.get(oid)
+        if hit is not None:
+            return hit
+        # An "all users" read already made for this object answers the narrower reads too.
+        if ck[0] != _ALL:
+            full = self._cache.get((_ALL, ck[1], ck[2], None), {}).get(oid)
+            if full is not None:
+                rows = _narrow(full, ck)
+                cache[oid] = rows
+                return rows
+        if not self.batching:
+            await self._fetch(ck, [oid])
+            return cache[oid]
+        pending = self._pending.get(ck)
+        if pending is None:
+            pending = self._pending[ck] = _Pending()
+            loop = asyncio.get_running_loop()
+            pending.future = loop.create_future()
+            loop.call_soon(self._flush_soon, ck)
+        pending.ids[oid] = None
+        assert pending.future is not None
+        await asyncio.shield(pending.future)
+        return cache[oid]
+
+    def _flush_soon(self, ck: tuple[Any, ...]) -> None:
+        pending = self._pending.pop(ck)
+        task = asyncio.get_running_loop().create_task(self._flush(ck, pending))
+        task.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+    async def _flush(self, ck: tuple[Any, ...], pending: _Pending) -> None:
+        assert pending.future is not None
+        try:
+            await self._fetch(ck, list(pending.ids))
+        except BaseException as exc:
+            pending.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            pending.future.set_result(None)
+
+    async def _fetch(self, ck: tuple[Any, ...], oids: list[str]) -> None:
+        kind, otype, relation, extra = ck
+        self.reads += 1
+        if kind == _DIRECT:
+            rows = await self.ds.read_by_objects(self.store_id, otype, relation, oids, users=list(extra))
+        elif kind == _USERSETS:
+            rows = await self.ds.read_by_objects(self.store_id, otype, relation, oids, usersets=list(extra))
+        else:
+            rows = await self.ds.read_by_objects(self.store_id, otype, relation, oids)
+        cache = self._cache.setdefault(ck, {})
+        grouped: dict[str, list[TupleKey]] = {o: [] for o in oids}
+        for k in rows:
+            oid = k.object.partition(":")[2]
+            if oid in grouped and self.allowed(otype, k):
+                grouped[oid].append(k)
+        for oid, found in grouped.items():
+            ctx = self._ctx_by_object.get((f"{otype}:{oid}", relation))
+            if ctx:
+                ctx_rows = _narrow(ctx, ck)
+                if ctx_rows:
+                    # A contextual tuple replaces a stored one with the same identity.
+                    ids = set(ctx_rows)
+                    found = [k for k in found if k not in ids] + ctx_rows
+            cache[oid] = found
+
+    # --- reverse reads used by ListObjects ---------------------------------------------------------------
+
+    async def by_users(self, otype: str, relation: str, users: Sequence[str]) -> list[TupleKey]:
+        self.reads += 1
+        rows = await self.ds.read_by_users(self.store_id, otype, relation, list(users))
+        out = [k for k in rows if self.allowed(otype, k)]
+        seen = set(out)
+        for u in users:
+            for k in self._ctx_by_user.get((otype, relation, u), ()):
+                if k in seen:
+                    out = [x for x in out if x != k]
+                out.append(k)
+                seen.add(k)
+        return out
+
+
+def _user_kind(user: str) -> str:
+    t, _, rest = user.partition(":")
+    oid, sep, rel = rest.partition("#")
+    if sep:
+        return f"{t}#{rel}"
+    return f"{t}:*" if oid == "*" else t
+
+
+def _narrow(rows: Sequence[TupleKey], ck: tuple[Any, ...]) -> list[TupleKey]:
+    kind, _, _, extra = ck
+    if kind == _DIRECT:
+        return [k for k in rows if k.user in extra]
+    if kind == _USERSETS:
+        wanted = {f"{t}#{r}" for t, r in extra}
+        return [k for k in rows if "#" in k.user and _user_kind(k.user) in wanted]
+    return list(rows)

@@ -1,0 +1,603 @@
+"""The operations of OpenFGA's API over a :class:`~tessera.fga.engine.store.Datastore`.
+
+Requests and responses are dataclasses shaped like OpenFGA's JSON bodies (``tuple_key``,
+``contextual_tuples``, ``authorization_model_id``, ``consistency``...) so that the ``/fga`` HTTP layer is a
+thin mapping. Every request is validated completely before anything is read or written; errors are
+:class:`~tessera.fga.engine.errors.FGAError` with OpenFGA's codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from ulid import ULID
+
+from tessera.core.clock import Clock
+from tessera.fga.engine.check import DEFAULT_MAX_DEPTH, TRUE, CachedChecker, LocalChecker, Resolution
+from tessera.fga.engine.errors import ErrorCode, FGAError, validation
+from tessera.fga.engine.expand import expand as expand_tree
+from tessera.fga.engine.filter import check_many
+from tessera.fga.engine.list_objects import stream_objects
+from tessera.fga.engine.list_users import UserFilter, list_users
+from tessera.fga.engine.reader import RequestReader
+from tessera.fga.engine.store import (
+    Datastore,
+    ModelRecord,
+    OnDuplicate,
+    OnMissing,
+    ReadFilter,
+    StoredTuple,
+    StoreRecord,
+    TupleChange,
+    decode_token,
+    encode_token,
+)
+from tessera.fga.engine.tuples import TupleKey, User, parse_user, split_object
+from tessera.fga.engine.typesystem import TypeSystem
+
+Consistency = Literal["UNSPECIFIED", "MINIMIZE_LATENCY", "HIGHER_CONSISTENCY"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """OpenFGA's defaults, except that ListObjects/ListUsers are complete (no deadline, no silent cut)."""
+
+    max_depth: int = DEFAULT_MAX_DEPTH
+    max_contextual_tuples: int = 100
+    max_tuples_per_write: int = 100
+    max_checks_per_batch: int = 50
+    max_assertions: int = 100
+    max_page_size: int = 100
+    default_page_size: int = 50
+    # 0: ListObjects returns every result (use page_size/continuation_token to page). OpenFGA cuts at 1000.
+    list_objects_max_results: int = 0
+    list_users_max_results: int = 0
+    check_cache_ttl: float = 10.0
+    check_cache_entries: int = 10_000
+
+
+# --- request and response shapes ------------------------------------------------------------------------
+
+
+@dataclass
+class CheckRequest:
+    store_id: str
+    tuple_key: TupleKey
+    authorization_model_id: str = ""
+    contextual_tuples: Sequence[TupleKey] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    consistency: Consistency = "UNSPECIFIED"
+
+
+@dataclass
+class CheckResponse:
+    allowed: bool
+    resolution: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"allowed": self.allowed, "resolution": self.resolution}
+
+
+@dataclass
+class BatchCheckItem:
+    tuple_key: TupleKey
+    correlation_id: str
+    contextual_tuples: Sequence[TupleKey] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchCheckRequest:
+    store_id: str
+    checks: Sequence[BatchCheckItem]
+    authorization_model_id: str = ""
+    consistency: Consistency = "UNSPECIFIED"
+
+
+@dataclass
+class BatchCheckResult:
+    allowed: bool = False
+    error: FGAError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.error is not None:
+            kind = "input_error" if self.error.error_code < 4000 else "internal_error"
+            return {"error": {kind: self.error.error_code.name, "message": self.error.message}}
+        return {"allowed": self.allowed}
+
+
+@dataclass
+class ListObjectsRequest:
+    store_id: str
+    type: str
+    relation: str
+    user: str
+    authorization_model_id: str = ""
+    contextual_tuples: Sequence[TupleKey] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    consistency: Consistency = "UNSPECIFIED"
+    # Tessera's extension for complete results over large stores: objects sorted by id, one page at a time.
+    page_size: int = 0
+    continuation_token: str = ""
+
+
+@dataclass
+class ListObjectsResponse:
+    objects: list[str]
+    continuation_token: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"objects": self.objects}
+        if self.continuation_token:
+            out["continuation_token"] = self.continuation_token
+        return out
+
+
+@dataclass
+class ListUsersRequest:
+    store_id: str
+    object: str
+    relation: str
+    user_filters: Sequence[UserFilter]
+    authorization_model_id: str = ""
+    contextual_tuples: Sequence[TupleKey] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    consistency: Consistency = "UNSPECIFIED"
+
+
+@dataclass
+class ListUsersResponse:
+    users: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"users": [user_to_json(u) for u in self.users]}
+
+
+def user_to_json(user: str) -> dict[str, Any]:
+    """OpenFGA's ListUsers ``User`` shape: object, userset or wildcard."""
+    u = parse_user(user)
+    assert u is not None
+    if u.relation:
+        return {"userset": {"type": u.type, "id": u.id, "relation": u.relation}}
+    if u.wildcard:
+        return {"wildcard": {"type": u.type}}
+    return {"object": {"type": u.type, "id": u.id}}
+
+
+@dataclass
+class FilterRequest:
+    """The RAG filter: which of ``objects`` does ``user`` have ``relation`` with?"""
+
+    store_id: str
+    user: str
+    relation: str
+    objects: Sequence[str]
+    authorization_model_id: str = ""
+    contextual_tuples: Sequence[TupleKey] = ()
+    context: Mapping[str, Any] = field(default_factory=dict)
+    consistency: Consistency = "UNSPECIFIED"
+
+
+# --- the service ---------------------------------------------------------------------------------------
+
+
+class FGAService:
+    def __init__(
+        self, datastore: Datastore, *, config: EngineConfig | None = None, clock: Clock | None = None
+    ):
+        self.ds = datastore
+        self.config = config or EngineConfig()
+        self.clock = clock or Clock()
+        self.checker = LocalChecker()
+        self.cache = CachedChecker(
+            self.checker, ttl=self.config.check_cache_ttl, max_entries=self.config.check_cache_entries
+        )
+        # Models are immutable, so a parsed model can be kept for the life of the service.
+        self._typesystems: dict[tuple[str, str], TypeSystem] = {}
+
+    # --- stores ---------------------------------------------------------------------------------------
+
+    async def create_store(self, name: str) -> StoreRecord:
+        if not name or len(name) > 64:
+            raise validation("invalid CreateStoreRequest.Name: value length must be between 1 and 64 runes")
+        return await self.ds.create_store(str(ULID()), name)
+
+    async def get_store(self, store_id: str) -> StoreRecord:
+        self._check_store_id(store_id)
+        rec = await self.ds.get_store(store_id)
+        if rec is None:
+            raise FGAError(ErrorCode.store_id_not_found, f"store {store_id} not found")
+        return rec
+
+    async def list_stores(
+        self, page_size: int = 0, continuation_token: str = "", name: str | None = None
+    ) -> tuple[list[StoreRecord], str]:
+        size = self._page_size(page_size)
+        recs, tok = await self.ds.list_stores(size, continuation_token or None, name)
+        return recs, tok or ""
+
+    async def delete_store(self, store_id: str) -> None:
+        await self.get_store(store_id)
+        await self.ds.delete_store(store_id)
+
+    # --- models -----------------------------------------------------------------------------------------
+
+    async def write_authorization_model(self, store_id: str, model: Mapping[str, Any]) -> str:
+        await self.get_store(store_id)
+        body = {k: model[k] for k in ("schema_version", "type_definitions", "conditions") if k in model}
+        model_id = str(ULID())
+        ts = TypeSystem.from_json(body, model_id)
+        await self.ds.write_model(store_id, model_id, body)
+        self._typesystems[(store_id, model_id)] = ts
+        return model_id
+
+    async def read_authorization_model(self, store_id: str, model_id: str) -> ModelRecord:
+        await self.get_store(store_id)
+        rec = await self.ds.read_model(store_id, model_id)
+        if rec is None:
+            raise FGAError(
+                ErrorCode.authorization_model_not_found, f"Authorization Model '{model_id}' not found"
+            )
+        return rec
+
+    async def read_authorization_models(
+        self, store_id: str, page_size: int = 0, continuation_token: str = ""
+    ) -> tuple[list[ModelRecord], str]:
+        await self.get_store(store_id)
+        recs, tok = await self.ds.list_models(
+            store_id, self._page_size(page_size), continuation_token or None
+        )
+        return recs, tok or ""
+
+    async def typesystem(self, store_id: str, model_id: str = "") -> TypeSystem:
+        await self.get_store(store_id)
+        if model_id:
+            if len(model_id) != 26:
+                raise FGAError(ErrorCode.authorization_model_id_too_long, f"invalid model id '{model_id}'")
+            hit = self._typesystems.get((store_id, model_id))
+            if hit is not None:
+                return hit
+            rec = await self.ds.read_model(store_id, model_id)
+            if rec is None:
+                raise FGAError(
+                    ErrorCode.authorization_model_not_found, f"Authorization Model '{model_id}' not found"
+                )
+        else:
+            rec = await self.ds.latest_model(store_id)
+            if rec is None:
+                raise FGAError(
+                    ErrorCode.latest_authorization_model_not_found,
+                    f"No authorization models found for store '{store_id}'",
+                )
+            hit = self._typesystems.get((store_id, rec.id))
+            if hit is not None:
+                return hit
+        ts = TypeSystem.from_json(rec.model, rec.id, validate=False)
+        self._typesystems[(store_id, rec.id)] = ts
+        return ts
+
+    # --- assertions -----------------------------------------------------------------------------------
+
+    async def write_assertions(self, store_id: str, model_id: str, assertions: list[dict[str, Any]]) -> None:
+        ts = await self.typesystem(store_id, model_id)
+        if len(assertions) > self.config.max_assertions:
+            raise FGAError(
+                ErrorCode.assertions_too_many_items,
+                f"at most {self.config.max_assertions} assertions per authorization model",
+            )
+        for a in assertions:
+            key = TupleKey.from_json(a.get("tuple_key") or {})
+            self._validate_check_key(ts, key)
+            if not isinstance(a.get("expectation"), bool):
+                raise validation("assertion expectation must be a boolean")
+            self._contextual(ts, [TupleKey.from_json(t) for t in a.get("contextual_tuples") or []])
+        await self.ds.write_assertions(store_id, model_id, assertions)
+
+    async def read_assertions(self, store_id: str, model_id: str) -> list[dict[str, Any]]:
+        await self.typesystem(store_id, model_id)
+        return await self.ds.read_assertions(store_id, model_id)
+
+    # --- tuples ---------------------------------------------------------------------------------------
+
+    async def write(
+        self,
+        store_id: str,
+        writes: Sequence[TupleKey] = (),
+        deletes: Sequence[TupleKey] = (),
+        *,
+        authorization_model_id: str = "",
+        on_duplicate: OnDuplicate = "error",
+        on_missing: OnMissing = "error",
+    ) -> None:
+        if on_duplicate not in ("error", "ignore") or on_missing not in ("error", "ignore"):
+            raise validation("on_duplicate and on_missing must be 'error' or 'ignore'")
+        total = len(writes) + len(deletes)
+        if total == 0:
+            raise FGAError(
+                ErrorCode.invalid_write_input,
+                "Invalid input. Make sure you provide at least one write or delete",
+            )
+        if total > self.config.max_tuples_per_write:
+            raise FGAError(
+                ErrorCode.exceeded_entity_limit,
+                f"The number of write operations exceeds the allowed limit of {self.config.max_tuples_per_write}",
+            )
+        ts = await self.typesystem(store_id, authorization_model_id)
+        seen: set[TupleKey] = set()
+        for k in list(writes) + list(deletes):
+            if k in seen:
+                raise FGAError(
+                    ErrorCode.cannot_allow_duplicate_tuples_in_one_request,
+                    f"duplicate tuple in write: user: '{k.user}', relation: '{k.relation}', object: '{k.object}'",
+                )
+            seen.add(k)
+        for k in writes:
+            ts.validate_tuple(k)
+        for k in deletes:
+            split_object(k.object)
+            if parse_user(k.user) is None or not k.relation:
+                raise FGAError(ErrorCode.invalid_tuple, f"Invalid tuple '{k}'")
+        await self.ds.write(store_id, deletes, writes, on_duplicate=on_duplicate, on_missing=on_missing)
+
+    async def read(
+        self,
+        store_id: str,
+        tuple_key: ReadFilter | None = None,
+        page_size: int = 0,
+        continuation_token: str = "",
+    ) -> tuple[list[StoredTuple], str]:
+        await self.get_store(store_id)
+        flt = tuple_key or ReadFilter()
+        if flt.object and not flt.object.endswith(":"):
+            split_object(flt.object)
+        if flt.object.endswith(":") and not flt.user:
+            raise validation("the 'user' field is required when the 'object' field is a type only")
+        if (flt.relation or flt.user) and not flt.object:
+            raise validation("the 'object' field is required (a type, as 'document:', at least)")
+        rows, tok = await self.ds.read_page(
+            store_id, flt, self._page_size(page_size), continuation_token or None
+        )
+        return rows, tok or ""
+
+    async def read_changes(
+        self,
+        store_id: str,
+        type: str = "",
+        page_size: int = 0,
+        continuation_token: str = "",
+        start_time: datetime | None = None,
+    ) -> tuple[list[TupleChange], str]:
+        await self.get_store(store_id)
+        if continuation_token and start_time is not None:
+            raise FGAError(
+                ErrorCode.invalid_start_time, "start_time cannot be combined with a continuation token"
+            )
+        rows, tok = await self.ds.read_changes(
+            store_id, type, self._page_size(page_size), continuation_token or None, start_time
+        )
+        return rows, tok or ""
+
+    # --- queries --------------------------------------------------------------------------------------
+
+    async def check(self, req: CheckRequest) -> CheckResponse:
+        ts = await self.typesystem(req.store_id, req.authorization_model_id)
+        user = self._validate_check_key(ts, req.tuple_key)
+        ctx_tuples = self._contextual(ts, req.contextual_tuples)
+        self._validate_context(req.context)
+        otype, oid = split_object(req.tuple_key.object)
+        use_cache = not ctx_tuples and req.consistency != "HIGHER_CONSISTENCY"
+        cache_key: tuple[Any, ...] = ()
+        if use_cache:
+            rev = await self.ds.revision(req.store_id)
+            cache_key = CachedChecker.key(
+                req.store_id, ts.id, rev, req.tuple_key.object, req.tuple_key.relation, str(user), req.context
+            )
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                return CheckResponse(hit)
+        reader = RequestReader(self.ds, req.store_id, ts, ctx_tuples)
+        res = Resolution(ts, reader, user, req.context, self.config.max_depth)
+        allowed = await self.checker.resolve(res, otype, oid, req.tuple_key.relation)
+        if use_cache:
+            self.cache.put(cache_key, allowed)
+        return CheckResponse(allowed)
+
+    async def batch_check(self, req: BatchCheckRequest) -> dict[str, BatchCheckResult]:
+        if not req.checks:
+            raise validation("invalid BatchCheckRequest.Checks: value must contain at least 1 item(s)")
+        if len(req.checks) > self.config.max_checks_per_batch:
+            raise validation(
+                f"batchCheck received {len(req.checks)} checks, the maximum allowed is "
+                f"{self.config.max_checks_per_batch}"
+            )
+        seen: set[str] = set()
+        for item in req.checks:
+            if not item.correlation_id or len(item.correlation_id) > 36:
+                raise validation(
+                    "invalid BatchCheckItem.CorrelationId: value length must be between 1 and 36"
+                )
+            if item.correlation_id in seen:
+                raise validation(f"duplicate correlation_id provided: {item.correlation_id}")
+            seen.add(item.correlation_id)
+        ts = await self.typesystem(req.store_id, req.authorization_model_id)
+
+        async def one(item: BatchCheckItem) -> BatchCheckResult:
+            try:
+                resp = await self.check(
+                    CheckRequest(
+                        req.store_id,
+                        item.tuple_key,
+                        ts.id,
+                        item.contextual_tuples,
+                        item.context,
+                        req.consistency,
+                    )
+                )
+            except FGAError as exc:
+                return BatchCheckResult(error=exc)
+            return BatchCheckResult(allowed=resp.allowed)
+
+        results = await asyncio.gather(*(one(i) for i in req.checks))
+        return {i.correlation_id: r for i, r in zip(req.checks, results, strict=True)}
+
+    async def expand(
+        self,
+        store_id: str,
+        object: str,
+        relation: str,
+        *,
+        authorization_model_id: str = "",
+        contextual_tuples: Sequence[TupleKey] = (),
+        consistency: Consistency = "UNSPECIFIED",
+    ) -> dict[str, Any]:
+        ts = await self.typesystem(store_id, authorization_model_id)
+        otype, oid = split_object(object)
+        ts.relation_or_raise(otype, relation)
+        ctx = self._contextual(ts, contextual_tuples)
+        return await expand_tree(ts, RequestReader(self.ds, store_id, ts, ctx), otype, oid, relation)
+
+    async def _list_objects_setup(self, req: ListObjectsRequest) -> tuple[TypeSystem, RequestReader, User]:
+        ts = await self.typesystem(req.store_id, req.authorization_model_id)
+        if not ts.has_type(req.type):
+            raise FGAError(ErrorCode.type_not_found, f"type '{req.type}' not found")
+        if ts.get_relation(req.type, req.relation) is None:
+            raise FGAError(ErrorCode.relation_not_found, f"relation '{req.type}#{req.relation}' not found")
+        user = self._validate_user(ts, req.user)
+        ctx = self._contextual(ts, req.contextual_tuples)
+        self._validate_context(req.context)
+        return ts, RequestReader(self.ds, req.store_id, ts, ctx), user
+
+    async def streamed_list_objects(self, req: ListObjectsRequest) -> AsyncIterator[str]:
+        """Objects as they are found, each once, all of them (no deadline)."""
+        ts, reader, user = await self._list_objects_setup(req)
+        async for obj in stream_objects(ts, reader, user, req.context, req.type, req.relation):
+            yield obj
+
+    async def list_objects(self, req: ListObjectsRequest) -> ListObjectsResponse:
+        ts, reader, user = await self._list_objects_setup(req)
+        objects = [o async for o in stream_objects(ts, reader, user, req.context, req.type, req.relation)]
+        limit = self.config.list_objects_max_results
+        if req.page_size or req.continuation_token:
+            if req.page_size < 0 or req.page_size > 10_000:
+                raise FGAError(ErrorCode.page_size_invalid, "page_size must be between 1 and 10000")
+            size = req.page_size or self.config.default_page_size
+            after = ""
+            if req.continuation_token:
+                tok = decode_token(req.continuation_token)
+                if tok.get("lo") != [req.type, req.relation, req.user]:
+                    raise FGAError(ErrorCode.invalid_continuation_token, "token was issued for another query")
+                after = str(tok.get("after", ""))
+            objects.sort()
+            rest = [o for o in objects if o > after]
+            page = rest[:size]
+            token = (
+                encode_token({"lo": [req.type, req.relation, req.user], "after": page[-1]})
+                if len(rest) > size
+                else ""
+            )
+            return ListObjectsResponse(page, token)
+        if limit and len(objects) > limit:
+            objects = objects[:limit]
+        return ListObjectsResponse(objects)
+
+    async def list_users(self, req: ListUsersRequest) -> ListUsersResponse:
+        ts = await self.typesystem(req.store_id, req.authorization_model_id)
+        try:
+            otype, oid = split_object(req.object)
+        except FGAError:
+            raise validation(f"invalid object '{req.object}'") from None
+        if not ts.has_type(otype):
+            raise FGAError(ErrorCode.type_not_found, f"type '{otype}' not found")
+        if ts.get_relation(otype, req.relation) is None:
+            raise FGAError(ErrorCode.relation_not_found, f"relation '{otype}#{req.relation}' not found")
+        if len(req.user_filters) != 1:
+            raise validation("invalid ListUsersRequest.UserFilters: value must contain exactly 1 item(s)")
+        for f in req.user_filters:
+            if not ts.has_type(f.type):
+                raise FGAError(ErrorCode.type_not_found, f"type '{f.type}' not found")
+            if f.relation and ts.get_relation(f.type, f.relation) is None:
+                raise FGAError(ErrorCode.relation_not_found, f"relation '{f.type}#{f.relation}' not found")
+        ctx = self._contextual(ts, req.contextual_tuples)
+        self._validate_context(req.context)
+        reader = RequestReader(self.ds, req.store_id, ts, ctx)
+        users = await list_users(ts, reader, otype, oid, req.relation, req.user_filters, req.context)
+        limit = self.config.list_users_max_results
+        return ListUsersResponse(users[:limit] if limit else users)
+
+    async def filter_objects(self, req: FilterRequest) -> list[str]:
+        """The RAG filter: the subset of ``objects`` (in input order) that ``user`` has ``relation`` with."""
+        ts = await self.typesystem(req.store_id, req.authorization_model_id)
+        user = self._validate_user(ts, req.user)
+        ctx = self._contextual(ts, req.contextual_tuples)
+        self._validate_context(req.context)
+        by_type: dict[str, list[str]] = {}
+        for obj in req.objects:
+            otype, oid = split_object(obj)
+            ts.relation_or_raise(otype, req.relation)
+            by_type.setdefault(otype, []).append(oid)
+        reader = RequestReader(self.ds, req.store_id, ts, ctx, batching=True)
+        res = Resolution(ts, reader, user, req.context, self.config.max_depth)
+        allowed: set[str] = set()
+        for otype, ids in by_type.items():
+            verdicts = await check_many(res, otype, req.relation, ids)
+            allowed.update(f"{otype}:{i}" for i, ok in zip(ids, verdicts, strict=True) if ok)
+        return [o for o in dict.fromkeys(req.objects) if o in allowed]
+
+    # --- validation helpers -----------------------------------------------------------------------------
+
+    def _check_store_id(self, store_id: str) -> None:
+        if len(store_id) != 26:
+            raise validation(f"invalid store id '{store_id}': value must be a 26 character ULID")
+
+    def _page_size(self, page_size: int) -> int:
+        if page_size < 0 or page_size > self.config.max_page_size:
+            raise FGAError(
+                ErrorCode.page_size_invalid, f"page_size must be between 1 and {self.config.max_page_size}"
+            )
+        return page_size or self.config.default_page_size
+
+    def _validate_user(self, ts: TypeSystem, user_str: str) -> User:
+        user = parse_user(user_str)
+        if user is None:
+            raise validation(f"invalid 'user' field format: '{user_str}'")
+        if not ts.has_type(user.type):
+            raise validation(f"type '{user.type}' not found")
+        if user.relation and ts.get_relation(user.type, user.relation) is None:
+            raise validation(f"relation '{user.type}#{user.relation}' not found")
+        return user
+
+    def _validate_check_key(self, ts: TypeSystem, key: TupleKey) -> User:
+        if not key.object or not key.relation or not key.user:
+            raise validation("the 'object', 'relation' and 'user' fields are required")
+        try:
+            otype, _ = split_object(key.object)
+        except FGAError:
+            raise validation(f"invalid 'object' field format: '{key.object}'") from None
+        user = self._validate_user(ts, key.user)
+        if not ts.has_type(otype):
+            raise validation(f"type '{otype}' not found")
+        if ts.get_relation(otype, key.relation) is None:
+            raise validation(f"relation '{otype}#{key.relation}' not found")
+        return user
+
+    def _contextual(self, ts: TypeSystem, tuples: Sequence[TupleKey]) -> list[TupleKey]:
+        if len(tuples) > self.config.max_contextual_tuples:
+            raise validation(
+                f"invalid ContextualTupleKeys.TupleKeys: value must contain at most "
+                f"{self.config.max_contextual_tuples} item(s)"
+            )
+        for k in tuples:
+            ts.validate_tuple(k)
+        return list(tuples)
+
+    def _validate_context(self, context: Mapping[str, Any]) -> None:
+        if not isinstance(context, Mapping):
+            raise validation("context must be an object")
+
+
+def allowed_from_tri(value: int) -> bool:
+    return value == TRUE
