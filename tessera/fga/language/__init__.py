@@ -9,9 +9,25 @@ from .api import (
     validate_dsl,
     validate_json_model,
 )
+from .store_file import (
+    CheckAssertion,
+    ListObjectsAssertion,
+    ListUsersAssertion,
+    StoreFile,
+    StoreTest,
+    TupleSpec,
+    load_store_file,
+)
 from .errors import DSLSyntaxError, ErrorDetail, LanguageError, ModelValidationError, ModuleError, StoreFileError
 
 __all__ = [
+    "CheckAssertion",
+    "ListObjectsAssertion",
+    "ListUsersAssertion",
+    "StoreFile",
+    "StoreTest",
+    "TupleSpec",
+    "load_store_file",
     "DSLSyntaxError",
     "ErrorDetail",
     "LanguageError",
