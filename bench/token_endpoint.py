@@ -790,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
         except BenchError as exc:
             print(f"\nbenchmark failed: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt as exc:
+            print(f"\ninterrupted ({exc or 'Ctrl-C'}): stopping every server", file=sys.stderr)
+            return 130
         finally:
             procs.stop_all()
             if database is not None:
