@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from tessera import __version__
-from tessera.cli import db
+from tessera.cli import db, serve
+from tessera.identity import cli as identity_cli
 
 app = typer.Typer(
     name="tessera",
@@ -15,6 +16,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(identity_cli.app, name="users")
+serve.register(app)
 
 
 @app.callback()
