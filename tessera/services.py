@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from tessera.audit.log import AuditLog
 from tessera.core.clock import Clock
@@ -16,11 +17,16 @@ from tessera.core.sealing import Sealer
 from tessera.identity import TEMPLATES as IDENTITY_TEMPLATES
 from tessera.identity.sessions import SessionService
 from tessera.identity.users import UserService
+from tessera.keys.keyring import KeyRing
+from tessera.oauth import TEMPLATES as OAUTH_TEMPLATES
 from tessera.observability import Metrics
 from tessera.settings import Settings
 from tessera.storage.database import Database
 from tessera.web.csrf import CSRF
 from tessera.web.pages import Pages
+
+if TYPE_CHECKING:
+    from tessera.oauth.server import OAuthServer
 
 
 @dataclass
@@ -51,7 +57,7 @@ class Services:
 
     @cached_property
     def pages(self) -> Pages:
-        return Pages(extra_dirs=[IDENTITY_TEMPLATES])
+        return Pages(extra_dirs=[IDENTITY_TEMPLATES, OAUTH_TEMPLATES])
 
     @cached_property
     def csrf(self) -> CSRF:
@@ -72,7 +78,21 @@ class Services:
         """In Redis when ``TESSERA_REDIS_URL`` is set, else in the database; shared by every process."""
         return RateLimiter.for_settings(self.db, self.clock, self.settings.redis_url)
 
+    @cached_property
+    def keys(self) -> KeyRing:
+        """Signing keys (ES256 by default), sealed at rest, cached per process for ``cache_ttl`` seconds."""
+        return KeyRing(self.db, self.sealer, self.clock, self.settings)
+
+    @cached_property
+    def oauth(self) -> OAuthServer:
+        """The authorization server: clients, APIs, grants, tokens (tessera/oauth)."""
+        from tessera.oauth.server import OAuthServer
+
+        return OAuthServer(self)
+
     async def aclose(self) -> None:
+        if "oauth" in self.__dict__:
+            await self.oauth.aclose()
         if "rate_limiter" in self.__dict__:
             await self.rate_limiter.aclose()
         if "db" in self.__dict__:

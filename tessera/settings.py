@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     login_max_attempts_per_ip: int = Field(100, ge=1, description="Sign-in attempts per IP per window.")
     login_ip_window: int = Field(300, ge=1, description="Seconds the per-IP attempt count covers.")
 
+    # oauth / keys: in-process caches of clients, APIs and signing keys; changes made by another process are
+    # seen within this many seconds.
+    cache_ttl: float = Field(5.0, ge=0, le=300, description="Seconds clients, APIs and keys stay cached.")
+    jwks_uri_cache_ttl: int = Field(300, ge=0, description="Seconds a client's fetched jwks_uri is reused.")
+    client_id_metadata_document_supported: bool = Field(
+        False, description="Accept https URLs as client_id (Client ID Metadata Documents)."
+    )
+
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
     log_level: str = "info"
 

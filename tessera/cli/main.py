@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from tessera import __version__
-from tessera.cli import db, serve
+from tessera.cli import db
+from tessera.keys import cli as keys_cli
+from tessera.oauth import cli as oauth_cli, serve
 from tessera.identity import cli as identity_cli
 
 app = typer.Typer(
@@ -16,6 +18,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(oauth_cli.clients_app, name="clients")
+app.add_typer(oauth_cli.apis_app, name="apis")
+app.add_typer(keys_cli.app, name="keys")
 app.add_typer(identity_cli.app, name="users")
 serve.register(app)
 

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from tessera import __version__
 from tessera.identity import web as identity_web
+from tessera.keys import web as keys_web
+from tessera.oauth import web as oauth_web
 from tessera.services import Services
 from tessera.settings import Settings
 from tessera.storage.migrate import upgrade
@@ -50,4 +52,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(health.router(services))
     # Capability routers are included here, each from its own package.
     app.include_router(identity_web.router(services))
+    app.include_router(keys_web.router(services))
+    app.include_router(oauth_web.router(services))
     return app

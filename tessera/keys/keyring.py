@@ -1,0 +1,225 @@
+"""The key ring: which key signs, which keys are published, and signing/verifying JWTs with them.
+
+Every process keeps the published key set in memory and re-reads it from the database when it is older than
+``settings.cache_ttl`` seconds or when a token names a kid it does not know (another process rotated), so a
+rotation done anywhere is seen everywhere within that bound. Private keys are unsealed once per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, OKPKey
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tessera.core.clock import Clock
+from tessera.core.errors import TesseraError
+from tessera.core.ids import new_id
+from tessera.core.sealing import Sealer
+from tessera.keys.store import KeyRecord, KeyStore
+from tessera.settings import Settings
+from tessera.storage.database import Database
+
+# Algorithms Tessera signs with, and the curve each needs.
+SUPPORTED_ALGS = {"ES256": "P-256", "EdDSA": "Ed25519", "Ed25519": "Ed25519"}
+
+# OIDC Core 3.1.3.6 (at_hash/c_hash): the hash of the JOSE alg; for EdDSA over Ed25519 that is SHA-512.
+_HALF_HASH = {
+    "ES256": hashlib.sha256,
+    "RS256": hashlib.sha256,
+    "PS256": hashlib.sha256,
+    "EdDSA": hashlib.sha512,
+    "Ed25519": hashlib.sha512,
+}
+
+
+class KeyError_(TesseraError):
+    code = "signing_key_error"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: str
+    key: ECKey | OKPKey  # with the private part
+    created_at: datetime
+    retired_at: datetime | None
+
+    def public_jwk(self) -> dict[str, Any]:
+        data = dict(self.key.as_dict(private=False))
+        data.update({"kid": self.kid, "use": "sig", "alg": self.alg})
+        return data
+
+
+def half_hash(value: str, alg: str) -> str:
+    """Left-most half of the hash, base64url: ``at_hash`` and ``c_hash`` (OIDC Core 3.1.3.6)."""
+    digest = _HALF_HASH.get(alg, hashlib.sha256)(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+class KeyRing:
+    def __init__(self, db: Database, sealer: Sealer, clock: Clock, settings: Settings):
+        self._store = KeyStore(db)
+        self._db = db
+        self._sealer = sealer
+        self._clock = clock
+        self._settings = settings
+        self._keys: list[SigningKey] = []  # published, newest first
+        self._by_kid: dict[str, SigningKey] = {}
+        self._unsealed: dict[str, ECKey | OKPKey] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    @property
+    def max_token_lifetime(self) -> int:
+        """A retired key is published this long after retirement: the longest life of a token it signed."""
+        return max(self._settings.access_token_ttl, self._settings.id_token_ttl)
+
+    # --- generation and rotation ---
+
+    def _generate(self, alg: str) -> tuple[KeyRecord, ECKey | OKPKey]:
+        if alg not in SUPPORTED_ALGS:
+            raise KeyError_(f"unsupported signing algorithm {alg!r}; use one of {sorted(SUPPORTED_ALGS)}")
+        kid = new_id()
+        key: ECKey | OKPKey
+        if alg == "ES256":
+            key = ECKey.generate_key("P-256", parameters={"kid": kid})
+        else:
+            key = OKPKey.generate_key("Ed25519", parameters={"kid": kid})
+        pem = key.as_pem(private=True)
+        public = dict(key.as_dict(private=False))
+        public.update({"kid": kid, "use": "sig", "alg": alg})
+        record = KeyRecord(
+            kid=kid,
+            alg=alg,
+            public_jwk=public,
+            private_key=self._sealer.seal(pem, f"signing_keys.private_key:{kid}"),
+            created_at=self._now(),
+            retired_at=None,
+        )
+        return record, key
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.now(), UTC)
+
+    async def rotate(self, *, alg: str | None = None, conn: AsyncConnection | None = None) -> SigningKey:
+        """Make a new key the signing key; the old ones are retired (still published, no longer signing)."""
+        record, key = self._generate(alg or self._settings.signing_alg)
+        if conn is None:
+            async with self._db.transaction() as own:
+                await self._rotate_in(own, record)
+        else:
+            await self._rotate_in(conn, record)
+        self._unsealed[record.kid] = key
+        self._loaded_at = float("-inf")  # re-read on next use
+        return SigningKey(record.kid, record.alg, key, record.created_at, None)
+
+    async def _rotate_in(self, conn: AsyncConnection, record: KeyRecord) -> None:
+        await self._store.insert(record, conn=conn)
+        await self._store.retire_active(record.created_at, conn=conn, except_kid=record.kid)
+
+    async def _ensure_one(self) -> None:
+        async with self._db.transaction() as conn:
+            if await self._store.active_kids(conn=conn):
+                return
+            record, key = self._generate(self._settings.signing_alg)
+            await self._store.insert(record, conn=conn)
+        self._unsealed[record.kid] = key
+
+    # --- the cached key set ---
+
+    async def _reload(self) -> None:
+        cutoff = datetime.fromtimestamp(self._clock.now() - self.max_token_lifetime, UTC)
+        records = await self._store.published(cutoff)
+        if not any(r.retired_at is None for r in records):
+            await self._ensure_one()
+            records = await self._store.published(cutoff)
+        keys = []
+        for record in records:
+            key = self._unsealed.get(record.kid)
+            if key is None:
+                pem = self._sealer.open(record.private_key, f"signing_keys.private_key:{record.kid}")
+                key = (ECKey if record.alg == "ES256" else OKPKey).import_key(pem)
+                self._unsealed[record.kid] = key
+            keys.append(SigningKey(record.kid, record.alg, key, record.created_at, record.retired_at))
+        self._keys = keys
+        self._by_kid = {k.kid: k for k in keys}
+        self._loaded_at = self._clock.now()
+
+    async def _fresh(self, *, force: bool = False) -> list[SigningKey]:
+        now = self._clock.now()
+        # A monotonic-ish guard: also reload when the clock went backwards (tests move FrozenClocks).
+        if force or not self._keys or not (0 <= now - self._loaded_at < self._settings.cache_ttl):
+            async with self._lock:
+                if (
+                    force
+                    or not self._keys
+                    or not (0 <= self._clock.now() - self._loaded_at < self._settings.cache_ttl)
+                ):
+                    await self._reload()
+        return self._keys
+
+    async def active(self) -> SigningKey:
+        keys = await self._fresh()
+        active = [k for k in keys if k.retired_at is None]
+        return active[0] if active else keys[0]
+
+    async def published(self) -> list[SigningKey]:
+        return list(await self._fresh())
+
+    async def jwks(self) -> dict[str, Any]:
+        return {"keys": [k.public_jwk() for k in await self._fresh()]}
+
+    async def find(self, kid: str) -> SigningKey | None:
+        await self._fresh()
+        found = self._by_kid.get(kid)
+        if found is None and self._clock.now() - self._loaded_at >= 1.0:
+            # An unknown kid: another process may have rotated since we loaded (at most one reload a second).
+            await self._fresh(force=True)
+            found = self._by_kid.get(kid)
+        return found
+
+    # --- JWTs ---
+
+    async def sign(self, claims: dict[str, Any], *, typ: str = "JWT") -> tuple[str, SigningKey]:
+        key = await self.active()
+        header = {"alg": key.alg, "typ": typ, "kid": key.kid}
+        token = jwt.encode(header, claims, key.key, algorithms=[key.alg])
+        return token, key
+
+    async def verify(self, token: str, *, typ: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Check the signature of a token Tessera signed; returns (header, claims). Claims are not validated.
+
+        Raises ``KeyError_`` for anything that is not a well-formed token signed by one of our published keys
+        with that key's own algorithm (so ``alg: none`` or an algorithm switch fails here).
+        """
+        try:
+            compact = jws.extract_compact(token.encode("ascii"))
+        except (JoseError, ValueError, UnicodeError) as exc:
+            raise KeyError_("malformed token") from exc
+        header = compact.headers()
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise KeyError_("token has no kid")
+        key = await self.find(kid)
+        if key is None:
+            raise KeyError_("token was not signed by a key of this server")
+        if header.get("alg") != key.alg:
+            raise KeyError_("token algorithm does not match its key")
+        if typ is not None and str(header.get("typ", "")).lower() not in {typ, f"application/{typ}"}:
+            raise KeyError_(f"token type is not {typ}")
+        try:
+            decoded = jwt.decode(token, KeySet([key.key]), algorithms=[key.alg])
+        except (JoseError, ValueError) as exc:
+            raise KeyError_("bad token signature") from exc
+        claims = decoded.claims
+        if not isinstance(claims, dict):
+            raise KeyError_("token claims are not an object")
+        return dict(header), claims

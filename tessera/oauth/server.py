@@ -1,0 +1,158 @@
+"""The authorization server, assembled from its parts (built once per ``Services``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from tessera.audit.log import AuditEvent, EventType
+from tessera.core.errors import InvalidClient, InvalidRequest
+from tessera.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
+from tessera.oauth.clients import ClientCache, ClientStore
+from tessera.oauth.grants import GrantRegistry, TokenRequest
+from tessera.oauth.params import Params
+from tessera.oauth.resources import ApiRegistry, ApiStore
+from tessera.oauth.storage import (
+    CodeStore,
+    ConsentStore,
+    JtiStore,
+    RefreshTokenStore,
+    RevocationStore,
+)
+from tessera.oauth.tokens import TokenIssuer, TokenResponse
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from tessera.services import Services
+
+
+class OAuthServer:
+    def __init__(self, services: Services):
+        from tessera.oauth.audit_buffer import AuditBuffer
+        from tessera.oauth.grants.authorization_code import AuthorizationCodeGrant
+        from tessera.oauth.grants.client_credentials import ClientCredentialsGrant
+        from tessera.oauth.grants.refresh_token import RefreshTokenGrant
+
+        self.services = services
+        self.settings = services.settings
+        self.clock = services.clock
+        self.db = services.db
+        self.issuer = services.settings.issuer
+        self.token_endpoint = f"{self.issuer}/oauth/token"
+        self.client_store = ClientStore(self.db, self.clock)
+        self.clients = ClientCache(self.client_store, services.settings.cache_ttl)
+        self.api_store = ApiStore(self.db, self.clock)
+        self.apis = ApiRegistry(self.api_store, services.settings.cache_ttl)
+        self.codes = CodeStore()
+        self.refresh_tokens = RefreshTokenStore()
+        self.revocations = RevocationStore(self.db)
+        self.consents = ConsentStore()
+        self.jtis = JtiStore(self.db)
+        self.tokens = TokenIssuer(services.keys, self.revocations, self.clock, services.settings)
+        self.http = httpx.AsyncClient(headers={"User-Agent": "tessera"})
+        self.authenticator = ClientAuthenticator(
+            self.clients,
+            self.jtis,
+            self.clock,
+            self.http,
+            issuer=self.issuer,
+            jwks_uri_ttl=services.settings.jwks_uri_cache_ttl,
+        )
+        self.audit_buffer = AuditBuffer(services.audit, self.db)
+        self.grants = GrantRegistry()
+        self.grants.register(AuthorizationCodeGrant(self))
+        self.grants.register(RefreshTokenGrant(self))
+        self.grants.register(ClientCredentialsGrant(self))
+
+    # --- helpers the grants share ---
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    @property
+    def max_access_token_ttl(self) -> int:
+        return self.settings.access_token_ttl
+
+    async def revoke_grant(self, grant_id: str, reason: str, *, conn: AsyncConnection) -> int:
+        """Revoke everything issued under one grant: its refresh tokens now, its access tokens by record."""
+        now = self.now()
+        await self.revocations.add(
+            f"grant:{grant_id}", reason, now, now + timedelta(seconds=self.max_access_token_ttl), conn=conn
+        )
+        return await self.refresh_tokens.revoke_family(grant_id, now, conn=conn)
+
+    async def audit(self, event: AuditEvent, *, conn: AsyncConnection) -> None:
+        await self.services.audit.record(event, conn=conn)
+
+    # --- endpoints' cores ---
+
+    async def authenticate_client(
+        self,
+        params: Params,
+        authorization: str | None,
+        *,
+        endpoint: str,
+        ip: str | None,
+        user_agent: str | None,
+        require_confidential: bool = False,
+    ) -> AuthenticatedClient:
+        try:
+            return await self.authenticator.authenticate(
+                params, authorization, endpoint=endpoint, require_confidential=require_confidential
+            )
+        except InvalidClient:
+            claimed = None
+            with contextlib.suppress(InvalidRequest):
+                claimed = params.get("client_id")
+            self.audit_buffer.add(
+                AuditEvent(
+                    EventType.CLIENT_AUTH_FAILED,
+                    client_id=claimed,
+                    ip=ip,
+                    user_agent=user_agent,
+                    details={"endpoint": endpoint},
+                )
+            )
+            raise
+
+    async def token(
+        self,
+        params: Params,
+        authorization: str | None,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> TokenResponse:
+        """RFC 6749 3.2: authenticate the client, find the grant's handler, let it answer."""
+        grant_type = params.require("grant_type")
+        authenticated = await self.authenticate_client(
+            params, authorization, endpoint=self.token_endpoint, ip=ip, user_agent=user_agent
+        )
+        handler = self.grants.handler_for(grant_type)
+        self.grants.check_client(handler, authenticated.client, authenticated.method)
+        response = await handler.handle(
+            TokenRequest(
+                params=params,
+                client=authenticated.client,
+                auth_method=authenticated.method,
+                ip=ip,
+                user_agent=user_agent,
+                headers=headers,
+            )
+        )
+        self.services.metrics.tokens_issued.labels(grant_type=grant_type).inc()
+        return response
+
+    async def aclose(self) -> None:
+        await self.audit_buffer.aclose()
+        await self.http.aclose()
+
+
+def details(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}

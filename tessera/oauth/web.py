@@ -1,0 +1,274 @@
+"""HTTP adapter: the authorization server's routes (FastAPI), thin over the framework-free core."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.responses import Response
+
+from tessera.core.errors import InvalidRequest, InvalidToken, OAuthError
+from tessera.oauth.authorize import AuthorizationEndpoint, AuthorizePageError, NeedsConsent, NeedsLogin
+from tessera.oauth.discovery import metadata
+from tessera.oauth.introspection import introspect
+from tessera.oauth.params import Params, parse_body, parse_form
+from tessera.oauth.revocation import revoke
+from tessera.oauth.scopes import OPENID
+from tessera.oauth.tokens import user_claims
+from tessera.web.csrf import CSRFError
+from tessera.web.errors import NO_STORE
+from tessera.web.pages import client_ip
+
+if TYPE_CHECKING:
+    from tessera.services import Services
+
+CONSENT_PURPOSE = "oauth-consent"
+_JSON_NO_STORE = {**NO_STORE, "content-type": "application/json"}
+
+
+def _json(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Hand-rolled for the token endpoint's hot path: JSONResponse re-validates and re-encodes headers.
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=status_code,
+        headers={**_JSON_NO_STORE, **(headers or {})},
+    )
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def router(services: Services) -> APIRouter:
+    from tessera.identity.web import current_session, login_url
+
+    server = services.oauth
+    endpoint = AuthorizationEndpoint(server)
+    routes = APIRouter(tags=["oauth"])
+
+    async def params_of(request: Request) -> Params:
+        return parse_body(request.headers.get("content-type"), await request.body())
+
+    def counted(exc: OAuthError) -> OAuthError:
+        services.metrics.oauth_errors.labels(error=exc.code).inc()
+        return exc
+
+    # --- discovery ---
+
+    async def _metadata() -> JSONResponse:
+        return JSONResponse(await metadata(server), headers={"Cache-Control": "public, max-age=300"})
+
+    routes.add_api_route("/.well-known/openid-configuration", _metadata, methods=["GET"])
+    routes.add_api_route("/.well-known/oauth-authorization-server", _metadata, methods=["GET"])
+
+    # --- authorization endpoint ---
+
+    async def authorize(request: Request) -> Response:
+        if request.method == "POST":
+            # OIDC Core 3.1.2.1: POST carries the same parameters form-encoded.
+            try:
+                params = parse_form(await request.body())
+            except InvalidRequest as exc:
+                return services.pages.error("Invalid request", exc.description, code=exc.code)
+        else:
+            params = Params(request.query_params.multi_items())
+        return await run_authorization(request, params)
+
+    async def run_authorization(request: Request, params: Params, decision: str | None = None) -> Response:
+        try:
+            client, redirect_uri = await endpoint.client_and_redirect(params)
+        except AuthorizePageError as exc:
+            return services.pages.error(exc.title, exc.message, code=exc.code)
+        try:
+            state = params.get("state")
+        except InvalidRequest:
+            state = None
+        try:
+            authorization = await endpoint.validate(params, client, redirect_uri)
+            session = await current_session(request, services)
+            if decision is not None:
+                if session is None:
+                    return _redirect(login_url(endpoint.return_to(params, drop_login_prompt=False)))
+                if decision != "allow":
+                    return _redirect(await endpoint.deny(authorization))
+                location = await endpoint.issue_code(
+                    authorization,
+                    session,
+                    consented=True,
+                    ip=client_ip(request),
+                    user_agent=request.headers.get("user-agent"),
+                )
+                return _redirect(location)
+            next_step = await endpoint.decide(authorization, session)
+            if isinstance(next_step, NeedsLogin):
+                return_to = endpoint.return_to(params, drop_login_prompt=next_step.force)
+                return _redirect(
+                    login_url(return_to, force=next_step.force, login_hint=authorization.login_hint)
+                )
+            if isinstance(next_step, NeedsConsent):
+                assert session is not None
+                return await consent_page(request, authorization, session, next_step)
+            location = await endpoint.issue_code(
+                authorization,
+                session,
+                consented=False,
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+            return _redirect(location)
+        except OAuthError as exc:
+            return _redirect(endpoint.error_redirect(redirect_uri, counted(exc), state))
+
+    async def consent_page(
+        request: Request, authorization: Any, session: Any, step: NeedsConsent
+    ) -> Response:
+        user = await services.users.get(session.user_id)
+        scratch = Response()
+        token = services.csrf.issue(request, scratch, CONSENT_PURPOSE)
+        page = services.pages.render(
+            "consent.html",
+            {
+                "client_name": authorization.client.client_name,
+                "user_email": getattr(user, "email", ""),
+                "scopes": endpoint.describe_scopes(authorization),
+                "new_scopes": step.new,
+                "resources": [api.name for api in authorization.apis],
+                "params": [(n, v) for n, v in authorization.params.items() if n != "prompt"],
+                "csrf_token": token,
+                "redirect_host": urlsplit(authorization.redirect_uri).netloc or authorization.redirect_uri,
+            },
+        )
+        for cookie in scratch.headers.getlist("set-cookie"):
+            page.headers.append("set-cookie", cookie)
+        return page
+
+    async def decide(request: Request) -> Response:
+        try:
+            form = parse_form(await request.body())
+            services.csrf.verify(request, form.get("csrf_token"), CONSENT_PURPOSE)
+            decision = form.get("decision")
+        except CSRFError as exc:
+            return services.pages.error("This form expired", exc.description, code=exc.code, status_code=403)
+        except InvalidRequest as exc:
+            return services.pages.error("Invalid request", exc.description, code=exc.code)
+        if decision not in ("allow", "deny"):
+            return services.pages.error("Invalid request", "Choose Allow or Deny.")
+        params = Params((n, v) for n, v in form.items() if n not in ("csrf_token", "decision"))
+        return await run_authorization(request, params, decision=decision)
+
+    routes.add_api_route("/authorize", authorize, methods=["GET", "POST"], include_in_schema=False)
+    routes.add_api_route("/authorize/decision", decide, methods=["POST"], include_in_schema=False)
+
+    # --- token endpoint (RFC 6749 3.2) ---
+
+    async def token(request: Request) -> Response:
+        try:
+            params = await params_of(request)
+            response = await server.token(
+                params,
+                request.headers.get("authorization"),
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent"),
+                headers=request.headers,
+            )
+        except OAuthError as exc:
+            raise counted(exc) from None
+        return _json(response.as_json())
+
+    routes.add_api_route("/oauth/token", token, methods=["POST"], summary="Token endpoint (RFC 6749 3.2)")
+
+    # --- introspection (RFC 7662) and revocation (RFC 7009) ---
+
+    async def introspection(request: Request) -> Response:
+        params = await params_of(request)
+        caller = await server.authenticate_client(
+            params,
+            request.headers.get("authorization"),
+            endpoint=f"{server.issuer}/oauth/introspect",
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            require_confidential=True,
+        )
+        body = await introspect(server, caller.client, params.require("token"), params.get("token_type_hint"))
+        return _json(body)
+
+    async def revocation(request: Request) -> Response:
+        params = await params_of(request)
+        caller = await server.authenticate_client(
+            params,
+            request.headers.get("authorization"),
+            endpoint=f"{server.issuer}/oauth/revoke",
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+        await revoke(
+            server,
+            caller.client,
+            params.require("token"),
+            params.get("token_type_hint"),
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+        return Response(status_code=200, headers=NO_STORE)
+
+    routes.add_api_route("/oauth/introspect", introspection, methods=["POST"], summary="RFC 7662")
+    routes.add_api_route("/oauth/revoke", revocation, methods=["POST"], summary="RFC 7009")
+
+    # --- userinfo (OIDC Core 5.3) ---
+
+    def bearer_error(exc: OAuthError) -> Response:
+        # RFC 6750 3: the error goes in WWW-Authenticate.
+        challenge = f'Bearer realm="tessera", error="{exc.code}"'
+        if exc.description:
+            challenge += f', error_description="{exc.description}"'
+        return _json(
+            {"error": exc.code, "error_description": exc.description},
+            status_code=exc.status_code,
+            headers={"WWW-Authenticate": challenge},
+        )
+
+    async def userinfo(request: Request) -> Response:
+        header = request.headers.get("authorization")
+        token = None
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                return bearer_error(InvalidRequest("use the Bearer scheme"))
+            token = value.strip()
+        if request.method == "POST" and request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            try:
+                form_token = parse_form(await request.body()).get("access_token")
+            except InvalidRequest as exc:
+                return bearer_error(exc)
+            if form_token is not None:
+                if token is not None:  # RFC 6750 2: one method only
+                    return bearer_error(InvalidRequest("send the token one way only"))
+                token = form_token
+        if token is None:
+            return _json({}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="tessera"'})
+        try:
+            claims = await server.tokens.verify_access_token(token)
+            audience = claims.get("aud")
+            audiences = [audience] if isinstance(audience, str) else list(audience or [])
+            scopes = str(claims.get("scope", "")).split()
+            if (
+                server.tokens.userinfo_audience not in audiences
+                or OPENID not in scopes
+                or "gid" not in claims
+            ):
+                raise InvalidToken("this token is not for the userinfo endpoint")
+            user = await services.users.get(str(claims["sub"]))
+            if user is None or user.disabled:
+                raise InvalidToken("the user is not active")
+        except OAuthError as exc:
+            return bearer_error(counted(exc))
+        return _json({"sub": user.id, **user_claims(user, scopes)})
+
+    routes.add_api_route("/userinfo", userinfo, methods=["GET", "POST"], summary="OIDC Core 5.3")
+
+    return routes
