@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 
 from tessera import __version__
-from tessera.cli import db
-from tessera.keys import cli as keys_cli
-from tessera.oauth import cli as oauth_cli, serve
+from tessera.cli import db, serve
 from tessera.identity import cli as identity_cli
+from tessera.keys import cli as keys_cli
+from tessera.oauth import cli as oauth_cli
 
 app = typer.Typer(
     name="tessera",
