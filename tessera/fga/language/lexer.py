@@ -33,14 +33,18 @@ class Token:
     column: int  # 0-based column of the first character
 
     @property
-    def display(self) -> str:
-        """The token as ANTLR's error messages show it (line ends escaped)."""
+    def raw(self) -> str:
+        """The token's text as OpenFGA reports it in ``metadata.symbol``."""
         if self.kind == EOF:
             return "<EOF>"
-        text = self.text
         if self.kind == NL:
-            text = "".join(c for c in text if c in "\r\n")
-        return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+            return "".join(c for c in self.text if c in "\r\n")
+        return self.text
+
+    @property
+    def display(self) -> str:
+        """The token as ANTLR's error messages show it (line ends escaped)."""
+        return self.raw.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
     @property
     def width(self) -> int:
