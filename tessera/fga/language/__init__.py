@@ -9,6 +9,14 @@ from .api import (
     validate_dsl,
     validate_json_model,
 )
+from .errors import (
+    DSLSyntaxError,
+    ErrorDetail,
+    LanguageError,
+    ModelValidationError,
+    ModuleError,
+    StoreFileError,
+)
 from .store_file import (
     CheckAssertion,
     ListObjectsAssertion,
@@ -18,22 +26,21 @@ from .store_file import (
     TupleSpec,
     load_store_file,
 )
-from .errors import DSLSyntaxError, ErrorDetail, LanguageError, ModelValidationError, ModuleError, StoreFileError
 
 __all__ = [
     "CheckAssertion",
-    "ListObjectsAssertion",
-    "ListUsersAssertion",
-    "StoreFile",
-    "StoreTest",
-    "TupleSpec",
-    "load_store_file",
     "DSLSyntaxError",
     "ErrorDetail",
     "LanguageError",
+    "ListObjectsAssertion",
+    "ListUsersAssertion",
     "ModelValidationError",
     "ModuleError",
+    "StoreFile",
     "StoreFileError",
+    "StoreTest",
+    "TupleSpec",
+    "load_store_file",
     "transform_dsl_to_json",
     "transform_json_to_dsl",
     "transform_module_files",

@@ -1,8 +1,8 @@
 """Errors raised by the model language.
 
-Every error carries a list of :class:`ErrorDetail` in ``errors``; each detail has OpenFGA's message and, when the
-input was DSL, the 0-based line and column range of the offending text (the shape OpenFGA's language tests use:
-``line: {start, end}``, ``column: {start, end}``, ``metadata: {symbol, errorType}``).
+Every error carries a list of :class:`ErrorDetail` in ``errors``; each detail has OpenFGA's message and, when
+the input was DSL, the 0-based line and column range of the offending text (the shape OpenFGA's language tests
+use: ``line: {start, end}``, ``column: {start, end}``, ``metadata: {symbol, errorType}``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Tokenizer for OpenFGA's modeling language (DSL).
 
 The token kinds mirror the ones OpenFGA's error messages name, so that syntax errors can quote tokens the same
-way: ``WHITESPACE`` (spaces and tabs inside a line), ``NEWLINE`` (one or more line ends, with the trailing spaces
-before them, blank lines and ``#`` comment lines folded in), words (identifiers and keywords; the parser decides
-which by context, because OpenFGA lets keywords such as ``model`` or ``type`` be used as names), punctuation,
-``but not`` as one operator token, and the body of a condition (``{ ... }``) as one CEL token whose text is kept
-as written.
+way: ``WHITESPACE`` (spaces and tabs inside a line), ``NEWLINE`` (one or more line ends, with the trailing
+spaces before them, blank lines and ``#`` comment lines folded in), words (identifiers and keywords; the
+parser decides which by context, because OpenFGA lets keywords such as ``model`` or ``type`` be used as
+names), punctuation, ``but not`` as one operator token, and the body of a condition (``{ ... }``) as one CEL
+token whose text is kept as written.
 """
 
 from __future__ import annotations
@@ -155,13 +155,13 @@ class Lexer:
                 if tok is not None:
                     out.append(tok)
             elif ch == "{":
-                j = self._cel_end(i + 1)
-                if j is None:
+                close = self._cel_end(i + 1)
+                if close is None:
                     out.append(self._token(PUNCT, i, i + 1))
                     i += 1
                     continue
-                out.append(self._token(CEL, i, j + 1, src[i + 1 : j]))
-                i = j + 1
+                out.append(self._token(CEL, i, close + 1, src[i + 1 : close]))
+                i = close + 1
             elif ch in _NOT_WORD:
                 out.append(self._token(PUNCT, i, i + 1))
                 i += 1
@@ -187,7 +187,7 @@ class Lexer:
         return out
 
     def _cel_end(self, i: int) -> int | None:
-        """Offset of the ``}`` closing a condition body opened just before ``i`` (CEL strings may hold braces)."""
+        """Offset of the ``}`` closing a condition body opened before ``i`` (CEL strings may hold braces)."""
         src, n = self.src, len(self.src)
         depth = 0
         while i < n:

@@ -1,10 +1,10 @@
 """Modular models (schema 1.2): ``fga.mod`` and module files combined into one JSON model.
 
 ``fga.mod`` is YAML with ``schema: '1.2'`` and ``contents:`` (the module files, relative paths ending in
-``.fga``). Each module file starts with ``module <name>``, declares types and conditions, and may add relations
-to a type of another module with ``extend type``. The combined model carries, as OpenFGA writes it, the module
-and file of every type and condition (``metadata.module``, ``metadata.source_info.file``) and of every relation
-added by an ``extend``.
+``.fga``). Each module file starts with ``module <name>``, declares types and conditions, and may add
+relations to a type of another module with ``extend type``. The combined model carries, as OpenFGA writes it,
+the module and file of every type and condition (``metadata.module``, ``metadata.source_info.file``) and of
+every relation added by an ``extend``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _show(value: Any) -> str:
 
 
 def _safe_path(path: str) -> bool:
-    """Relative, inside the project: no absolute path and no `..` segment, also once %-decoded or with `\\`."""
+    """Relative and inside the project: not absolute, no `..` segment, also once %-decoded or with `\\`."""
     decoded = unquote(path)
     for candidate in (path, decoded):
         normalized = candidate.replace("\\", "/")
@@ -135,7 +135,9 @@ def parse_mod_file(text: str) -> ModFile:
                 value = _construct(item)
                 if not isinstance(value, str):
                     errors.append(
-                        _error(f"unexpected contents item type, expected string got value {_show(value)}", item)
+                        _error(
+                            f"unexpected contents item type, expected string got value {_show(value)}", item
+                        )
                     )
                     continue
                 if not value.endswith(".fga"):
@@ -210,7 +212,11 @@ def transform_modules(files: dict[str, str], schema_version: str = "1.2") -> dic
                 continue
             relations: dict[str, Any] = {}
             meta_relations: dict[str, Any] = {}
-            out: dict[str, Any] = {"type": typedef.name.text, "relations": relations, "metadata": dict(source)}
+            out: dict[str, Any] = {
+                "type": typedef.name.text,
+                "relations": relations,
+                "metadata": dict(source),
+            }
             for rel in typedef.relations:
                 if rel.name.text in relations:
                     continue
@@ -240,7 +246,11 @@ def transform_modules(files: dict[str, str], schema_version: str = "1.2") -> dic
         for rel in typedef.relations:
             if rel.name.text in relations:
                 errors.append(
-                    _at(f"relation {rel.name.text} already exists on type {typedef.name.text}", rel.name.span, path)
+                    _at(
+                        f"relation {rel.name.text} already exists on type {typedef.name.text}",
+                        rel.name.span,
+                        path,
+                    )
                 )
                 continue
             relations[rel.name.text] = rewrite_json(rel.rewrite, positions)

@@ -13,8 +13,8 @@ The grammar, informally (``_`` is optional whitespace inside a line, ``NL`` one 
     condition   := 'condition' ' ' NAME _ '(' _ param (_ ',' _ param)* _ ')' _ '{' CEL '}'
     param       := NAME _ ':' _ (TYPE | ('map' | 'list') '<' TYPE '>')
 
-Errors use the messages of OpenFGA's ANTLR parser (``mismatched input 'x' expecting ...``, ``extraneous input``,
-``missing ':' at ...``, ``no viable alternative at input ...``) with the offending token's position.
+Errors use the messages of OpenFGA's ANTLR parser (``mismatched input 'x' expecting ...``, ``extraneous
+input``, ``missing ':' at ...``, ``no viable alternative at input ...``) with the offending token's position.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .ast import (
     TypeRestriction,
 )
 from .errors import DSLSyntaxError, ErrorDetail
-from .lexer import BUTNOT, CEL, EOF, NL, PUNCT, WORD, WS, Lexer, Token
+from .lexer import BUTNOT, CEL, EOF, NL, WORD, WS, Lexer, Token
 
 # Words that may be used as type, relation and condition names (OpenFGA's grammar accepts these keywords as
 # identifiers; `define`, `relations`, `and`, `or`, `from`, `with`, `condition` are not).
@@ -77,9 +77,9 @@ class Parser:
 
     On an unexpected token: if the token after it is one that could come here, the token is reported as
     ``extraneous input`` and dropped; if the expected token is a lone ``:`` and the token could follow it, a
-    ``missing ':'`` is reported and parsing goes on; otherwise ``mismatched input`` is reported and the rest of
-    the relation definition (or of the file, outside relation definitions) is skipped. As in ANTLR, after one
-    error no other is reported until a token has been matched again.
+    ``missing ':'`` is reported and parsing goes on; otherwise ``mismatched input`` is reported and parsing
+    stops (OpenFGA's parser reports nothing after one). As in ANTLR, after one error no other is reported
+    until a token has been matched again.
     """
 
     def __init__(self, source: str, file: str | None = None):
@@ -272,7 +272,7 @@ class Parser:
         return ModelFile(schema_version, schema_span, module, types, conditions)
 
     def _input_from_newline(self) -> str:
-        # ANTLR's "no viable alternative" quotes the input from the start of the decision (the line end before).
+        # ANTLR's "no viable alternative" quotes the input from the start of the decision: the line end.
         j = self.i - 1
         while j > 0 and self.toks[j].kind == WS:
             j -= 1
@@ -340,10 +340,10 @@ class Parser:
         else:
             raise self.mismatched_line("':'")
         ws = self.skip_ws()
-        if self.tok.is_punct(":") and (_starts_operand(self.peek()) or self.peek().kind == WS or self.peek().is_punct("[")):
-            self.extraneous(
-                "{'[', '(', " + ("" if ws else "WHITESPACE, ") + NAME_SET + "}"
-            )
+        if self.tok.is_punct(":") and (
+            _starts_operand(self.peek()) or self.peek().kind == WS or self.peek().is_punct("[")
+        ):
+            self.extraneous("{'[', '(', " + ("" if ws else "WHITESPACE, ") + NAME_SET + "}")
             self.skip_ws()
         restrictions: list[TypeRestriction] = []
         rewrite = self._expr(restrictions, leftmost=True)
@@ -369,7 +369,9 @@ class Parser:
             return "difference"
         return "union" if tok.text == "or" else "intersection"
 
-    def _expr(self, restrictions: list[TypeRestriction], leftmost: bool, after_paren: bool = False) -> Rewrite:
+    def _expr(
+        self, restrictions: list[TypeRestriction], leftmost: bool, after_paren: bool = False
+    ) -> Rewrite:
         first = self._operand(restrictions, leftmost, after_paren)
         op_tok = self._op_after_ws()
         if op_tok is None:
@@ -390,7 +392,9 @@ class Parser:
         end = children[-1].span
         return Rewrite(op, Span(start.line, start.start, end.end, self.file), children=children)
 
-    def _operand(self, restrictions: list[TypeRestriction], leftmost: bool, after_paren: bool = False) -> Rewrite:
+    def _operand(
+        self, restrictions: list[TypeRestriction], leftmost: bool, after_paren: bool = False
+    ) -> Rewrite:
         expecting = "{" + ("'[', " if leftmost else "") + "'(', " + ("WHITESPACE, " if after_paren else "")
         expecting += NAME_SET + "}"
         tok = self.tok
@@ -543,7 +547,9 @@ class Parser:
         params: list[ConditionParam] = []
         while True:
             tok = self.tok
-            if not (tok.kind == WORD and IDENTIFIER_RE.match(tok.text) and tok.text not in PARAM_NAME_EXCLUDED):
+            if not (
+                tok.kind == WORD and IDENTIFIER_RE.match(tok.text) and tok.text not in PARAM_NAME_EXCLUDED
+            ):
                 expecting = "{" + ("" if ws else "WHITESPACE, ") + "IDENTIFIER, NEWLINE}"
                 self.report(f"mismatched input '{tok.display}' expecting {expecting}")
                 if not params:
@@ -604,7 +610,7 @@ def strip_cel_comments(text: str) -> str:
     while i < n:
         ch = text[i]
         if ch in "\"'":
-            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "\'\'\'") else ch
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else ch
             j = i + len(quote)
             while j < n and not text.startswith(quote, j):
                 j += 2 if text[j] == "\\" else 1

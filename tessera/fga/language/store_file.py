@@ -1,11 +1,11 @@
 """Store test files (``store.fga.yaml``), the format ``fga model test`` reads.
 
-Top level: ``name``, ``description``, ``model`` (DSL text) or ``model_file`` (a ``.fga``, ``.json`` or ``fga.mod``
-path relative to the store file), ``tuples`` and/or ``tuple_file`` (YAML, JSON or CSV), and ``tests``. Each test
-has ``name``, ``description``, ``tuples``/``tuple_file`` and assertions: ``check`` (``user`` or ``users``,
-``object`` or ``objects``, ``context``, ``assertions: {relation: bool}``), ``list_objects`` (``user``, ``type``,
-``context``, ``assertions: {relation: [objects]}``) and ``list_users`` (``object``, ``user_filter``, ``context``,
-``assertions: {relation: {users: [...]}}``).
+Top level: ``name``, ``description``, ``model`` (DSL text) or ``model_file`` (a ``.fga``, ``.json`` or
+``fga.mod`` path relative to the store file), ``tuples`` and/or ``tuple_file`` (YAML, JSON or CSV), and
+``tests``. Each test has ``name``, ``description``, ``tuples``/``tuple_file`` and assertions: ``check``
+(``user`` or ``users``, ``object`` or ``objects``, ``context``, ``assertions: {relation: bool}``),
+``list_objects`` (``user``, ``type``, ``context``, ``assertions: {relation: [objects]}``) and ``list_users``
+(``object``, ``user_filter``, ``context``, ``assertions: {relation: {users: [...]}}``).
 
 The file is checked against the schema the fga CLI uses; errors come back in its validator's shape
 (``keyword``, ``message``, ``instancePath``, ``schemaPath``, ``params``) on :class:`StoreFileError`.
@@ -131,7 +131,9 @@ class _SchemaCheck:
     def __init__(self) -> None:
         self.errors: list[dict[str, Any]] = []
 
-    def error(self, keyword: str, message: str, path: str, schema_path: str, params: dict[str, Any], data: Any) -> None:
+    def error(
+        self, keyword: str, message: str, path: str, schema_path: str, params: dict[str, Any], data: Any
+    ) -> None:
         self.errors.append(
             {
                 "keyword": keyword,
@@ -231,22 +233,39 @@ class _SchemaCheck:
                 if single in item:
                     self.string(item[single], f"{p}/{single}", f"{sp}/properties/{single}", fmt)
                 if plural in item:
-                    for j, v in enumerate(self.array(item[plural], f"{p}/{plural}", f"{sp}/properties/{plural}")):
+                    for j, v in enumerate(
+                        self.array(item[plural], f"{p}/{plural}", f"{sp}/properties/{plural}")
+                    ):
                         self.string(v, f"{p}/{plural}/{j}", f"{sp}/properties/{plural}/items", fmt)
-            if "assertions" in item and self.type(item["assertions"], "object", f"{p}/assertions", f"{sp}/properties/assertions"):
+            if "assertions" in item and self.type(
+                item["assertions"], "object", f"{p}/assertions", f"{sp}/properties/assertions"
+            ):
                 for rel, expected in item["assertions"].items():
-                    self.type(expected, "boolean", f"{p}/assertions/{rel}", f"{sp}/properties/assertions/patternProperties/.*")
+                    self.type(
+                        expected,
+                        "boolean",
+                        f"{p}/assertions/{rel}",
+                        f"{sp}/properties/assertions/patternProperties/.*",
+                    )
             self.context(item, p, sp)
 
     def list_objects_items(self, value: Any, path: str, schema_path: str) -> None:
         for i, item in enumerate(self.array(value, path, schema_path)):
             p, sp = f"{path}/{i}", f"{schema_path}/items"
-            if not self.object(item, p, sp, {"user", "type", "relation", "assertions", "context"}, ["user", "type", "assertions"]):
+            if not self.object(
+                item,
+                p,
+                sp,
+                {"user", "type", "relation", "assertions", "context"},
+                ["user", "type", "assertions"],
+            ):
                 continue
             for key, fmt in (("user", "user"), ("type", "type"), ("relation", "relation")):
                 if key in item:
                     self.string(item[key], f"{p}/{key}", f"{sp}/properties/{key}", fmt)
-            if "assertions" in item and self.type(item["assertions"], "object", f"{p}/assertions", f"{sp}/properties/assertions"):
+            if "assertions" in item and self.type(
+                item["assertions"], "object", f"{p}/assertions", f"{sp}/properties/assertions"
+            ):
                 for rel, objects in item["assertions"].items():
                     ap = f"{p}/assertions/{rel}"
                     asp = f"{sp}/properties/assertions/patternProperties/.*"
@@ -257,7 +276,13 @@ class _SchemaCheck:
     def list_users_items(self, value: Any, path: str, schema_path: str) -> None:
         for i, item in enumerate(self.array(value, path, schema_path)):
             p, sp = f"{path}/{i}", f"{schema_path}/items"
-            if not self.object(item, p, sp, {"object", "user_filter", "context", "assertions"}, ["object", "user_filter", "assertions"]):
+            if not self.object(
+                item,
+                p,
+                sp,
+                {"object", "user_filter", "context", "assertions"},
+                ["object", "user_filter", "assertions"],
+            ):
                 continue
             if "object" in item:
                 self.string(item["object"], f"{p}/object", f"{sp}/properties/object", "object")
@@ -269,7 +294,9 @@ class _SchemaCheck:
                             if key in flt:
                                 self.string(flt[key], f"{fp}/{j}/{key}", f"{fsp}/items/properties/{key}")
             self.context(item, p, sp)
-            if "assertions" in item and self.type(item["assertions"], "object", f"{p}/assertions", f"{sp}/properties/assertions"):
+            if "assertions" in item and self.type(
+                item["assertions"], "object", f"{p}/assertions", f"{sp}/properties/assertions"
+            ):
                 for rel, expected in item["assertions"].items():
                     ap = f"{p}/assertions/{rel}"
                     asp = f"{sp}/properties/assertions/patternProperties/.*"
@@ -300,9 +327,13 @@ class _SchemaCheck:
                 if "check" in test:
                     self.check_items(test["check"], f"{p}/check", f"{tests_sp}/properties/check")
                 if "list_objects" in test:
-                    self.list_objects_items(test["list_objects"], f"{p}/list_objects", f"{tests_sp}/properties/list_objects")
+                    self.list_objects_items(
+                        test["list_objects"], f"{p}/list_objects", f"{tests_sp}/properties/list_objects"
+                    )
                 if "list_users" in test:
-                    self.list_users_items(test["list_users"], f"{p}/list_users", f"{tests_sp}/properties/list_users")
+                    self.list_users_items(
+                        test["list_users"], f"{p}/list_users", f"{tests_sp}/properties/list_users"
+                    )
         if "model" not in doc and "model_file" not in doc:
             # The CLI's own keyword (and its spelling) for a store without a model.
             self.error(

@@ -1,9 +1,9 @@
 """DSL <-> OpenFGA JSON authorization model.
 
 The JSON is the shape OpenFGA's API takes and returns (``schema_version``, ``type_definitions`` with
-``relations`` and ``metadata.relations[*].directly_related_user_types``, and ``conditions`` keyed by name), with
-the empty values OpenFGA's language transformer writes (``"relations": {}``, ``"metadata": null`` for a type
-without relations, ``"directly_related_user_types": []`` for a relation without direct assignment).
+``relations`` and ``metadata.relations[*].directly_related_user_types``, and ``conditions`` keyed by name),
+with the empty values OpenFGA's language transformer writes (``"relations": {}``, ``"metadata": null`` for a
+type without relations, ``"directly_related_user_types": []`` for a relation without direct assignment).
 """
 
 from __future__ import annotations
@@ -256,7 +256,9 @@ def json_to_dsl(model: dict[str, Any], include_source_information: bool = False)
             word = PARAM_TYPE_WORDS.get(p.get("type_name", ""), "")
             generics = p.get("generic_types") or []
             if generics:
-                word += "<" + ", ".join(PARAM_TYPE_WORDS.get(g.get("type_name", ""), "") for g in generics) + ">"
+                word += (
+                    "<" + ", ".join(PARAM_TYPE_WORDS.get(g.get("type_name", ""), "") for g in generics) + ">"
+                )
             params.append(f"{p_name}: {word}")
         lines.append("")
         lines.append(f"condition {cond.get('name') or cond_name}({', '.join(params)}) {{")

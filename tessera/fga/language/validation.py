@@ -1,9 +1,9 @@
 """OpenFGA's semantic rules for an authorization model, with OpenFGA's messages.
 
-The rules run on the JSON model, so the same code validates a model written in DSL (errors then carry the
-line and column of the offending text, found through :class:`Positions`) and a JSON model sent to the API.
-Two phases, as in OpenFGA's validator: first names, types, relations and conditions are checked; only when
-they are all sound does the entrypoint/loop analysis run (it needs a well-formed model).
+The rules run on the JSON model, so the same code validates a model written in DSL (errors then carry the line
+and column of the offending text, found through :class:`Positions`) and a JSON model sent to the API. Two
+phases, as in OpenFGA's validator: first names, types, relations and conditions are checked; only when they
+are all sound does the entrypoint/loop analysis run (it needs a well-formed model).
 """
 
 from __future__ import annotations
@@ -73,9 +73,7 @@ class _Validator:
         self.conditions: dict[str, Any] = dict(model.get("conditions") or {})
 
     # -- error helpers ---------------------------------------------------------------------------------------
-    def add(
-        self, msg: str, error_type: str, span: Span | None = None, symbol: str | None = None
-    ) -> None:
+    def add(self, msg: str, error_type: str, span: Span | None = None, symbol: str | None = None) -> None:
         detail = ErrorDetail(msg, symbol=symbol, error_type=error_type)
         if span is not None:
             detail.line = (span.line, span.line)
@@ -128,7 +126,9 @@ class _Validator:
             type_name = str(typedef.get("type", ""))
             span = self.type_span(typedef)
             if type_name in RESERVED:
-                self.add("a type cannot be named 'self' or 'this'.", "reserved-type-keywords", span, type_name)
+                self.add(
+                    "a type cannot be named 'self' or 'this'.", "reserved-type-keywords", span, type_name
+                )
             elif not _full_match(_TYPE_RE, type_name):
                 self.add(
                     f"type '{type_name}' does not match naming rule: '{TYPE_NAME_RULE}'.",
@@ -139,7 +139,10 @@ class _Validator:
             if type_name in seen_types:
                 first = seen_types[type_name]
                 self.add(
-                    f"the type `{type_name}` is a duplicate.", "duplicated-error", self.type_span(first), type_name
+                    f"the type `{type_name}` is a duplicate.",
+                    "duplicated-error",
+                    self.type_span(first),
+                    type_name,
                 )
             else:
                 seen_types[type_name] = typedef
@@ -148,7 +151,10 @@ class _Validator:
                 rel_span = self.relation_span(typedef, rel_name)
                 if rel_name in RESERVED:
                     self.add(
-                        "a relation cannot be named 'self' or 'this'.", "reserved-relation-keywords", rel_span, rel_name
+                        "a relation cannot be named 'self' or 'this'.",
+                        "reserved-relation-keywords",
+                        rel_span,
+                        rel_name,
                     )
                 elif not _full_match(_RELATION_RE, rel_name):
                     self.add(

@@ -74,5 +74,14 @@ def test_user_references() -> None:
     assert wildcard is not None and wildcard.wildcard
     userset = parse_user("group:eng#member")
     assert userset is not None and userset.relation == "member"
-    for bad in ("user", "user:", "user:a:b", "group:*#member", "group:eng#", "group:eng#a#b", ":x", "user:*x"):
+    for bad in (
+        "user",
+        "user:",
+        "user:a:b",
+        "group:*#member",
+        "group:eng#",
+        "group:eng#a#b",
+        ":x",
+        "user:*x",
+    ):
         assert parse_user(bad) is None, bad

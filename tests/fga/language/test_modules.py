@@ -20,8 +20,7 @@ MODULE_CASES = [pytest.param(d, id=d.name) for d in subdirs("transformer-module"
 def _module_files(case: Path) -> dict[str, str]:
     folder = case / "module"
     return {
-        p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
-        for p in sorted(folder.rglob("*.fga"))
+        p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8") for p in sorted(folder.rglob("*.fga"))
     }
 
 
@@ -46,7 +45,10 @@ def test_module_case(case: Path) -> None:
         actual = [e.to_dict() for e in info.value.errors]
         assert len(actual) == len(expected), actual
         # OpenFGA lists these errors in the order its implementation meets them; compare as a multiset.
-        got = [normalize_error(exp, act) for exp, act in zip(expected, _match_order(expected, actual), strict=True)]
+        got = [
+            normalize_error(exp, act)
+            for exp, act in zip(expected, _match_order(expected, actual), strict=True)
+        ]
         assert _canonical(got) == _canonical(expected)
         return
     expected_model = json.loads((case / "authorization-model.json").read_text(encoding="utf-8"))
@@ -68,8 +70,16 @@ def _match_order(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -
     remaining = list(actual)
     ordered = []
     for exp in expected:
-        index = next((i for i, a in enumerate(remaining) if a.get("msg") == exp.get("msg")
-                      and a.get("file") == exp.get("file") and a.get("line") == exp.get("line")), None)
+        index = next(
+            (
+                i
+                for i, a in enumerate(remaining)
+                if a.get("msg") == exp.get("msg")
+                and a.get("file") == exp.get("file")
+                and a.get("line") == exp.get("line")
+            ),
+            None,
+        )
         if index is None:
             index = next((i for i, a in enumerate(remaining) if a.get("msg") == exp.get("msg")), 0)
         ordered.append(remaining.pop(index))
@@ -117,7 +127,10 @@ def test_transform_module_files_reads_the_files_fga_mod_lists() -> None:
 
 def test_transform_module_files_rejects_a_listed_file_that_is_missing() -> None:
     with pytest.raises(ModuleError) as info:
-        transform_module_files("schema: '1.2'\ncontents:\n  - core.fga\n  - gone.fga\n", {"core.fga": "module core\n\ntype user\n"})
+        transform_module_files(
+            "schema: '1.2'\ncontents:\n  - core.fga\n  - gone.fga\n",
+            {"core.fga": "module core\n\ntype user\n"},
+        )
     assert [e.msg for e in info.value.errors] == ["file gone.fga listed in fga.mod was not found"]
 
 
