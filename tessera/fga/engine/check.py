@@ -101,6 +101,13 @@ class LocalChecker:
             res.memo[key] = result
         return result
 
+    async def eval_rewrite(
+        self, res: Resolution, otype: str, oid: str, relation: str, rw: Rewrite, path: frozenset[Any]
+    ) -> int:
+        """Evaluate one operand of ``otype:oid#relation``'s rewrite (ListObjects' intersection and exclusion
+        guards); ``path`` should hold the object's own sub-problem so cycles through it are seen."""
+        return await self._eval(res, otype, oid, relation, rw, 1, path)
+
     async def _eval(
         self,
         res: Resolution,

@@ -5,8 +5,8 @@ same folders and groups. Here all candidates are resolved together for one user,
 
 * one memo of sub-results (``folder:a#viewer`` is resolved once, whichever documents sit in that folder), and
 * one batching reader: the concurrent resolutions ask for the same kind of read at the same step (the
-  ``parent`` tuples of every candidate, then the ``viewer`` tuples of every parent folder), and the reader sends
-  each such wave to storage as one ``read_by_objects`` call with all the ids.
+  ``parent`` tuples of every candidate, then the ``viewer`` tuples of every parent folder), and the reader
+  sends   each such wave to storage as one ``read_by_objects`` call with all the ids.
 
 So filtering k candidates costs about one storage round trip per rewrite step, not k. The answer for each
 candidate is exactly Check's (the same resolver runs), including errors: a candidate whose check fails (depth,
@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from tessera.fga.engine.check import TRUE, LocalChecker, Resolution
+from tessera.fga.engine.check import CYCLE, FALSE, TRUE, LocalChecker, Resolution
+from tessera.fga.engine.errors import FGAError
+from tessera.fga.engine.typesystem import Rewrite
 
 DEFAULT_CONCURRENCY = 512
 
@@ -49,3 +51,42 @@ async def check_many(
         return out
     finally:
         reader.batching = was
+
+
+async def guard_many(
+    res: Resolution,
+    object_type: str,
+    relation: str,
+    object_ids: Sequence[str],
+    guards: tuple[tuple[bool, Rewrite], ...],
+) -> list[int | None]:
+    """For ListObjects: decide, for each object, the operands an intersection or exclusion adds on top of the
+    derivation that found it. 1: they hold, None: they do not, 0: undecided here (a cycle or an error; the
+    object then gets a full Check)."""
+    checker = LocalChecker()
+    reader = res.reader
+    was = reader.batching
+    reader.batching = True
+
+    async def one(oid: str) -> int | None:
+        path = frozenset({(object_type, oid, relation)})
+        verdict: int | None = 1
+        for negated, rw in guards:
+            try:
+                r = await checker.eval_rewrite(res, object_type, oid, relation, rw, path)
+            except FGAError:
+                verdict = 0
+                continue
+            if r == CYCLE:
+                verdict = 0
+            elif (r == TRUE) == negated:
+                return None
+        return verdict
+
+    try:
+        return list(await asyncio.gather(*(one(o) for o in object_ids)))
+    finally:
+        reader.batching = was
+
+
+__all__ = ["FALSE", "check_many", "guard_many"]

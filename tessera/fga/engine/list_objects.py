@@ -9,10 +9,12 @@ wildcard) and applies the model's rules backwards, batching one reverse storage 
 * a computed userset ``viewer: editor``: ``user ∈ doc:1#editor`` gives ``user ∈ doc:1#viewer``;
 * a tuple-to-userset ``viewer from parent``: ``user ∈ folder:a#viewer`` and ``doc:1#parent@folder:a``.
 
-Each fact is derived once, so cycles end the walk rather than loop. Facts derived through an intersection (from
-one operand) or an exclusion (from the base) are only *candidates*; so are facts derived from them. Candidates
-of the requested type are verified with Check, run concurrently over a batching reader (see ``filter.py``), so
-the answer is exact. Sure facts of the requested type are streamed as soon as they are found.
+Each fact is derived once, so cycles end the walk rather than loop. A fact derived from one operand of an
+intersection, or from the base of an exclusion, carries *guards*: the other operands must hold, the
+subtracted set must not, and Check's resolver decides them on the derived object (batched, see
+``filter.py``). Whatever cannot be decided there (a cycle, a condition missing a parameter) stays a
+*candidate* and gets a full Check before it is returned, so the answer is exact. Objects of the requested type
+are streamed as soon as they are known.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from tessera.fga.engine.check import Resolution
 from tessera.fga.engine.errors import ConditionError
-from tessera.fga.engine.filter import check_many
+from tessera.fga.engine.filter import check_many, guard_many
 from tessera.fga.engine.reader import RequestReader
 from tessera.fga.engine.tuples import TupleKey, User
 from tessera.fga.engine.typesystem import (
@@ -38,6 +40,10 @@ from tessera.fga.engine.typesystem import (
 )
 
 SURE, MAYBE = 1, 0
+# What else must hold on the derived object: (negated, rewrite of the derived relation). A fact derived from
+# one operand of an intersection must pass the other operands; one derived from an exclusion's base must not
+# be in the subtracted set. Guards are decided with Check's resolver on the derived object.
+Guards = tuple[tuple[bool, Rewrite], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +52,15 @@ class _UsersetRule:  # fact (S, o, r) + tuple T:x#R@S:o#r -> (T, x, target)
     relation: str
     target: str
     sure: bool
+    guards: Guards = ()
 
 
 @dataclass(frozen=True, slots=True)
 class _ComputedRule:  # fact (T, x, r) -> (T, x, target)
+    object_type: str
     target: str
     sure: bool
+    guards: Guards = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +69,15 @@ class _TTURule:  # fact (P, p, cr) + tuple T:x#ts@P:p -> (T, x, target)
     tupleset: str
     target: str
     sure: bool
+    guards: Guards = ()
 
 
 @dataclass
 class _Rules:
     # (type, relation) of a fact -> rules consuming it
     consumers: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
-    # rules started from the user: (object type, relation, target, sure, user names)
-    starts: list[tuple[str, str, str, bool, tuple[str, ...]]] = field(default_factory=list)
+    # rules started from the user: (object type, relation, target, sure, user names, guards)
+    starts: list[tuple[str, str, str, bool, tuple[str, ...], Guards]] = field(default_factory=list)
 
 
 def _rewrite_may_contain(ts: TypeSystem, otype: str, relation: str, rw: Rewrite, user: User) -> bool:
@@ -96,14 +106,14 @@ def _rewrite_may_contain(ts: TypeSystem, otype: str, relation: str, rw: Rewrite,
 def build_rules(ts: TypeSystem, user: User) -> _Rules:
     rules = _Rules()
 
-    def walk(otype: str, relation: str, rw: Rewrite, sure: bool) -> None:
+    def walk(otype: str, relation: str, rw: Rewrite, sure: bool, guards: Guards) -> None:
         if isinstance(rw, This):
             rel = ts.types[otype][relation]
             names: list[str] = []
             for ref in rel.directly_related:
                 if ref.relation:
                     rules.consumers.setdefault((ref.type, ref.relation), []).append(
-                        _UsersetRule(otype, relation, relation, sure)
+                        _UsersetRule(otype, relation, relation, sure, guards)
                     )
                 elif ref.type == user.type and user.relation is None:
                     if ref.wildcard:
@@ -111,33 +121,36 @@ def build_rules(ts: TypeSystem, user: User) -> _Rules:
                     elif not user.wildcard:
                         names.append(str(user))
             if names:
-                rules.starts.append((otype, relation, relation, sure, tuple(dict.fromkeys(names))))
+                rules.starts.append((otype, relation, relation, sure, tuple(dict.fromkeys(names)), guards))
         elif isinstance(rw, Computed):
-            rules.consumers.setdefault((otype, rw.relation), []).append(_ComputedRule(relation, sure))
+            rules.consumers.setdefault((otype, rw.relation), []).append(
+                _ComputedRule(otype, relation, sure, guards)
+            )
         elif isinstance(rw, TupleToUserset):
             tsr = ts.types[otype][rw.tupleset]
             for ptype in dict.fromkeys(r.type for r in tsr.directly_related):
                 if ts.get_relation(ptype, rw.computed) is not None:
                     rules.consumers.setdefault((ptype, rw.computed), []).append(
-                        _TTURule(otype, rw.tupleset, relation, sure)
+                        _TTURule(otype, rw.tupleset, relation, sure, guards)
                     )
         elif isinstance(rw, Union):
             for c in rw.children:
-                walk(otype, relation, c, sure)
+                walk(otype, relation, c, sure, guards)
         elif isinstance(rw, Intersection):
-            # Members of an intersection are members of every operand: one operand that can hold the user
-            # yields a superset, which Check then narrows.
-            for c in rw.children:
+            # Members of an intersection are members of every operand: walk one operand that can hold the
+            # user, and require the others of whatever it yields.
+            for i, c in enumerate(rw.children):
                 if _rewrite_may_contain(ts, otype, relation, c, user):
-                    walk(otype, relation, c, False)
+                    others = tuple((False, o) for j, o in enumerate(rw.children) if j != i)
+                    walk(otype, relation, c, sure, guards + others)
                     break
         else:
             assert isinstance(rw, Difference)
-            walk(otype, relation, rw.base, False)
+            walk(otype, relation, rw.base, sure, ((True, rw.subtract), *guards))
 
     for tname, rels in ts.types.items():
         for rname, rel in rels.items():
-            walk(tname, rname, rel.rewrite, True)
+            walk(tname, rname, rel.rewrite, True, ())
     return rules
 
 
@@ -176,6 +189,20 @@ class ReverseExpansion:
         known[oid] = mode
         self._pending.setdefault((otype, relation), {})[oid] = mode
 
+    async def _add_guarded(self, otype: str, relation: str, found: dict[str, int], guards: Guards) -> None:
+        if not guards:
+            for oid, mode in found.items():
+                self._add(otype, oid, relation, mode)
+            return
+        known = self.facts.get((otype, relation), {})
+        todo = [oid for oid, mode in found.items() if known.get(oid, -1) < mode]
+        if not todo:
+            return
+        verdicts = await guard_many(self._res, otype, relation, todo, guards)
+        for oid, verdict in zip(todo, verdicts, strict=True):
+            if verdict is not None:
+                self._add(otype, oid, relation, min(found[oid], verdict))
+
     async def run(self) -> AsyncIterator[tuple[str, int]]:
         """Yields (object id, SURE/MAYBE) facts of the target as they are found, sure ones possibly after
         a maybe for the same id."""
@@ -183,11 +210,14 @@ class ReverseExpansion:
         u = self.user
         if u.relation is not None and self.ts.get_relation(u.type, u.relation) is not None:
             self._add(u.type, u.id, u.relation, SURE)
-        for otype, relation, target, sure, names in rules.starts:
+        for otype, relation, target, sure, names, guards in rules.starts:
+            found: dict[str, int] = {}
             for k in await self.reader.by_users(otype, relation, names):
                 m = self._condition(k)
                 if m is not None:
-                    self._add(otype, k.object.partition(":")[2], target, m if sure else MAYBE)
+                    oid = k.object.partition(":")[2]
+                    found[oid] = max(found.get(oid, -1), m if sure else MAYBE)
+            await self._add_guarded(otype, target, found, guards)
         emitted: dict[str, int] = {}
         while True:
             for oid, mode in self._pending.get(self.target, {}).items():
@@ -200,21 +230,24 @@ class ReverseExpansion:
             del self._pending[(ftype, frel)]
             for rule in rules.consumers.get((ftype, frel), ()):
                 if isinstance(rule, _ComputedRule):
-                    for oid, mode in ids.items():
-                        self._add(ftype, oid, rule.target, mode if rule.sure else MAYBE)
+                    found = {oid: (mode if rule.sure else MAYBE) for oid, mode in ids.items()}
+                    await self._add_guarded(ftype, rule.target, found, rule.guards)
                     continue
                 if isinstance(rule, _UsersetRule):
-                    names = {f"{ftype}:{oid}#{frel}": mode for oid, mode in ids.items()}
-                    rows = await self.reader.by_users(rule.object_type, rule.relation, list(names))
+                    subjects = {f"{ftype}:{oid}#{frel}": mode for oid, mode in ids.items()}
+                    rows = await self.reader.by_users(rule.object_type, rule.relation, list(subjects))
                 else:
-                    names = {f"{ftype}:{oid}": mode for oid, mode in ids.items()}
-                    rows = await self.reader.by_users(rule.object_type, rule.tupleset, list(names))
+                    subjects = {f"{ftype}:{oid}": mode for oid, mode in ids.items()}
+                    rows = await self.reader.by_users(rule.object_type, rule.tupleset, list(subjects))
+                found = {}
                 for k in rows:
                     m = self._condition(k)
                     if m is None:
                         continue
-                    mode = min(m, names.get(k.user, MAYBE), SURE if rule.sure else MAYBE)
-                    self._add(rule.object_type, k.object.partition(":")[2], rule.target, mode)
+                    mode = min(m, subjects.get(k.user, MAYBE), SURE if rule.sure else MAYBE)
+                    oid = k.object.partition(":")[2]
+                    found[oid] = max(found.get(oid, -1), mode)
+                await self._add_guarded(rule.object_type, rule.target, found, rule.guards)
 
 
 async def stream_objects(

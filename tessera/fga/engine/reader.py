@@ -3,8 +3,8 @@ model rejects, cached for the request, and (when many resolutions run at once) b
 
 Batching works like a DataLoader: reads of the same shape (same object type, relation and user filter) that
 are asked for during one turn of the event loop are sent to storage as one ``read_by_objects`` call with all
-their object ids. The RAG filter and ListObjects run many checks concurrently, so each step of the rewrite costs
-one storage round trip for all candidates instead of one per candidate.
+their object ids. The RAG filter and ListObjects run many checks concurrently, so each step of the rewrite
+costs one storage round trip for all candidates instead of one per candidate.
 """
 
 from __future__ import annotations

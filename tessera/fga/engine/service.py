@@ -198,6 +198,7 @@ class FGAService:
         )
         # Models are immutable, so a parsed model can be kept for the life of the service.
         self._typesystems: dict[tuple[str, str], TypeSystem] = {}
+        self._revisions: dict[str, int] = {}
 
     # --- stores ---------------------------------------------------------------------------------------
 
@@ -324,7 +325,8 @@ class FGAService:
         if total > self.config.max_tuples_per_write:
             raise FGAError(
                 ErrorCode.exceeded_entity_limit,
-                f"The number of write operations exceeds the allowed limit of {self.config.max_tuples_per_write}",
+                "The number of write operations exceeds the allowed limit of "
+                f"{self.config.max_tuples_per_write}",
             )
         ts = await self.typesystem(store_id, authorization_model_id)
         seen: set[TupleKey] = set()
@@ -332,7 +334,8 @@ class FGAService:
             if k in seen:
                 raise FGAError(
                     ErrorCode.cannot_allow_duplicate_tuples_in_one_request,
-                    f"duplicate tuple in write: user: '{k.user}', relation: '{k.relation}', object: '{k.object}'",
+                    f"duplicate tuple in write: user: '{k.user}', relation: '{k.relation}', "
+                    f"object: '{k.object}'",
                 )
             seen.add(k)
         for k in writes:
@@ -341,7 +344,10 @@ class FGAService:
             split_object(k.object)
             if parse_user(k.user) is None or not k.relation:
                 raise FGAError(ErrorCode.invalid_tuple, f"Invalid tuple '{k}'")
-        await self.ds.write(store_id, deletes, writes, on_duplicate=on_duplicate, on_missing=on_missing)
+        try:
+            await self.ds.write(store_id, deletes, writes, on_duplicate=on_duplicate, on_missing=on_missing)
+        finally:
+            self._revisions[store_id] = self._revisions.get(store_id, 0) + 1
 
     async def read(
         self,
@@ -392,7 +398,10 @@ class FGAService:
         use_cache = not ctx_tuples and req.consistency != "HIGHER_CONSISTENCY"
         cache_key: tuple[Any, ...] = ()
         if use_cache:
-            rev = await self.ds.revision(req.store_id)
+            # Writes made through this service move the local revision, so this process never answers from
+            # before its own write; writes from other processes show after at most the cache TTL, and
+            # HIGHER_CONSISTENCY skips the cache (OpenFGA's contract for its check cache).
+            rev = self._revisions.get(req.store_id, 0)
             cache_key = CachedChecker.key(
                 req.store_id, ts.id, rev, req.tuple_key.object, req.tuple_key.relation, str(user), req.context
             )

@@ -7,8 +7,8 @@ step, precomputed once per model:
 * ``tuple_allowed``: does the current model's type restriction admit a stored tuple? Tuples written under an
   earlier model that the current one rejects are ignored by every read (OpenFGA's "invalid tuples are
   skipped").
-* ``may_contain``: can a subject of some kind ever be a member of ``type#relation``? Used to prune branches that
-  cannot lead to the user being checked.
+* ``may_contain``: can a subject of some kind ever be a member of ``type#relation``? Used to prune branches
+  that   cannot lead to the user being checked.
 * ``validate``: the checks ``WriteAuthorizationModel`` makes (references exist, tuplesets are direct, every
   relation has an entry point, conditions compile).
 """
@@ -67,7 +67,7 @@ Rewrite = This | Computed | TupleToUserset | Union | Intersection | Difference
 
 @dataclass(frozen=True, slots=True)
 class RelationRef:
-    """One entry of ``directly_related_user_types``: ``user``, ``user:*``, ``group#member``, ``user with c``."""
+    """One ``directly_related_user_types`` entry: ``user``, ``user:*``, ``group#member``, ``user with c``."""
 
     type: str
     relation: str | None = None
@@ -192,7 +192,7 @@ class TypeSystem:
                         )
                     )
                 usersets = tuple(dict.fromkeys((r.type, r.relation) for r in refs if r.relation))
-                rels[rname] = Relation(tname, rname, rewrite, tuple(refs), usersets)  # type: ignore[arg-type]
+                rels[rname] = Relation(tname, rname, rewrite, tuple(refs), usersets)
             types[tname] = rels
         conditions: dict[str, Condition] = {}
         for cname, cdef in (model.get("conditions") or {}).items():
@@ -281,7 +281,8 @@ class TypeSystem:
             raise invalid_tuple(f"Invalid tuple '{key}'. Reason: undefined condition '{key.condition_name}'")
         if not self.tuple_allowed(otype, key.relation, user, key.condition_name):
             raise invalid_tuple(
-                f"Invalid tuple '{key}'. Reason: type '{user.type}{'#' + user.relation if user.relation else ''}'"
+                f"Invalid tuple '{key}'. Reason: type "
+                f"'{user.type}{'#' + user.relation if user.relation else ''}'"
                 f"{' (wildcard)' if user.wildcard else ''} is not an allowed type restriction for "
                 f"'{otype}#{key.relation}'"
             )
@@ -294,8 +295,9 @@ class TypeSystem:
     def _subjects(self) -> dict[tuple[str, str], frozenset[tuple[str, str | None]]]:
         """For every ``type#relation``, the kinds of subject that can be members: (type, None) for objects
         and wildcards of ``type``, (type, relation) for usersets. A least fixpoint over the rewrite graph."""
+        # Every userset is a member of itself (Check's identity rule), so each starts with its own kind.
         result: dict[tuple[str, str], set[tuple[str, str | None]]] = {
-            (t, r): set() for t, rels in self.types.items() for r in rels
+            (t, r): {(t, r)} for t, rels in self.types.items() for r in rels
         }
 
         def collect(tname: str, rel: Relation, rw: Rewrite, acc: set[tuple[str, str | None]]) -> None:
