@@ -28,6 +28,7 @@ def make_services(tmp_path: Path) -> Services:
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'browser.db'}",
         data_dir=tmp_path,
         issuer="http://127.0.0.1",
+        login_max_failures=2,
     )
     return Services(settings)
 
@@ -85,5 +86,15 @@ def test_sign_in_with_a_real_browser(tmp_path: Path) -> None:
             assert "tessera_session" not in {c["name"] for c in page.context.cookies()}
             page.goto(f"{server.url}/login")
             page.screenshot(path=str(SCREENSHOTS / "tessera-login.png"), full_page=True)
+
+            # Brute force: after two failures for this email from this IP, even the right password waits.
+            for password in ("guess one", "guess two", "browser passphrase"):
+                page.fill("input[name=email]", "browser@example.com")
+                page.fill("input[name=password]", password)
+                with page.expect_navigation():
+                    page.click("button[type=submit]")
+            assert page.title() == "Too many attempts · Tessera"
+            assert "tessera_session" not in {c["name"] for c in page.context.cookies()}
+            page.screenshot(path=str(SCREENSHOTS / "tessera-login-blocked.png"), full_page=True)
         finally:
             browser.close()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -346,3 +350,44 @@ async def test_current_session_reads_the_cookie(http: httpx.AsyncClient, service
     assert (
         await current_session(request(f"{SESSION_COOKIE}={http.cookies[SESSION_COOKIE]}"), services) is None
     )
+
+
+@pytest.mark.redis
+async def test_login_limits_live_in_redis_when_configured(
+    tmp_path: Path, clock: FrozenClock, redis_url: str
+) -> None:
+    from uuid import uuid4
+
+    from tessera.core.ratelimit import RedisBackend
+    from tessera.settings import Settings
+    from tessera.storage.migrate import upgrade
+
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'r.db'}",
+        data_dir=tmp_path,
+        issuer="http://testserver",
+        redis_url=redis_url,
+        login_max_failures=2,
+    )
+    services = Services(settings, clock=clock)
+    await upgrade(services.db)
+    try:
+        assert isinstance(services.rate_limiter._backend, RedisBackend)
+        email = f"redis-{uuid4().hex[:8]}@example.com"
+        await make_user(services, email)
+        async with client_for(services, ip=f"10.{uuid4().int % 250}.0.1") as http:
+            for _ in range(2):
+                assert (await sign_in(http, email, "wrong password")).status_code == 400
+            assert (await sign_in(http, email, PASSWORD)).status_code == 429
+        async with database_rows(services) as count:
+            assert count == 0  # nothing went to the database's counters table
+    finally:
+        await services.aclose()
+
+
+@asynccontextmanager
+async def database_rows(services: Services) -> AsyncIterator[int]:
+    from tessera.core.ratelimit import rate_limit_counters
+
+    async with services.db.read() as conn:
+        yield int((await conn.execute(select(func.count()).select_from(rate_limit_counters))).scalar_one())
