@@ -9,6 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tessera import __version__
+from tessera.admin import operations as admin_operations
+from tessera.admin import web as admin_web
+from tessera.fga import http as fga_http
 from tessera.identity import web as identity_web
 from tessera.keys import web as keys_web
 from tessera.oauth import web as oauth_web
@@ -31,6 +34,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade(services.db)
+        await admin_operations.ensure_api(
+            services,
+            admin_operations.management_api_identifier(settings.issuer),
+            scopes=admin_operations.MANAGEMENT_SCOPES,
+            name="Tessera Management API",
+        )
+        await fga_http.register_api(services)  # the <issuer>/fga API and its scopes, for /oauth/token
         log.info("tessera %s serving %s", __version__, settings.issuer)
         try:
             yield
@@ -48,10 +58,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     limits.install(app, settings)
     errors.install(app)
+    admin_web.install_error_handler(app)
     mount_static(app)
     app.include_router(health.router(services))
     # Capability routers are included here, each from its own package.
     app.include_router(identity_web.router(services))
     app.include_router(keys_web.router(services))
     app.include_router(oauth_web.router(services))
+    app.include_router(admin_web.router(services))
+    app.include_router(fga_http.router(services), prefix="/fga")
     return app
