@@ -20,7 +20,7 @@ BUTNOT = "BUTNOT"
 CEL = "CEL"
 EOF = "EOF"
 
-_NOT_WORD = set(" \t\r\n[](){}<>,:#*\"'")
+_WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
 
 
 @dataclass
@@ -162,21 +162,19 @@ class Lexer:
                     continue
                 out.append(self._token(CEL, i, close + 1, src[i + 1 : close]))
                 i = close + 1
-            elif ch in _NOT_WORD:
+            elif ch not in _WORD_CHARS:
                 out.append(self._token(PUNCT, i, i + 1))
                 i += 1
             else:
                 j = i
-                while j < n and src[j] not in _NOT_WORD:
+                while j < n and src[j] in _WORD_CHARS:
                     j += 1
-                if j == i:
-                    j = i + 1
                 word = src[i:j]
                 if word == "but":
                     k = j
                     while k < n and src[k] in " \t":
                         k += 1
-                    if k > j and src.startswith("not", k) and (k + 3 >= n or src[k + 3] in _NOT_WORD):
+                    if k > j and src.startswith("not", k) and (k + 3 >= n or src[k + 3] not in _WORD_CHARS):
                         out.append(self._token(BUTNOT, i, k + 3, src[i : k + 3]))
                         i = k + 3
                         continue

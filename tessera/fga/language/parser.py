@@ -38,7 +38,9 @@ from .lexer import BUTNOT, CEL, EOF, NL, WORD, WS, Lexer, Token
 # Words that may be used as type, relation and condition names (OpenFGA's grammar accepts these keywords as
 # identifiers; `define`, `relations`, `and`, `or`, `from`, `with`, `condition` are not).
 NAME_KEYWORDS = ("module", "model", "schema", "extend", "type", "relation")
-RESERVED_NOT_NAMES = {"define", "relations", "and", "or", "from", "with", "condition", "but"}
+RESERVED_NOT_NAMES = {"define", "relations", "and", "or", "from", "with", "condition"}
+# IDENTIFIER and EXTENDED_IDENTIFIER (which adds `.` and `/`, as in `a.b/c`).
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*$")
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 SCHEMA_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
 PARAM_TYPES = ("bool", "string", "int", "uint", "double", "duration", "timestamp", "ipaddress")
@@ -65,7 +67,7 @@ class _SkipLine(_Fail):
 
 
 def _is_name(tok: Token) -> bool:
-    return tok.kind == WORD and tok.text not in RESERVED_NOT_NAMES
+    return tok.kind == WORD and tok.text not in RESERVED_NOT_NAMES and NAME_RE.match(tok.text) is not None
 
 
 def _starts_operand(tok: Token) -> bool:
