@@ -26,6 +26,7 @@ from tessera.web.csrf import CSRF
 from tessera.web.pages import Pages
 
 if TYPE_CHECKING:
+    from tessera.fga.engine.service import FGAService
     from tessera.oauth.server import OAuthServer
 
 
@@ -89,6 +90,14 @@ class Services:
         from tessera.oauth.server import OAuthServer
 
         return OAuthServer(self)
+
+    @cached_property
+    def fga(self) -> FGAService:
+        """The relationship engine (tessera/fga) on the SQL datastore, shared by /fga and `tessera fga`."""
+        from tessera.fga.engine.service import FGAService
+        from tessera.fga.sql.store import SQLDatastore
+
+        return FGAService(SQLDatastore(self.db, self.clock), clock=self.clock)
 
     async def aclose(self) -> None:
         if "oauth" in self.__dict__:

@@ -6,6 +6,7 @@ import typer
 
 from tessera import __version__
 from tessera.cli import db, serve
+from tessera.fga.cli import app as fga_app
 from tessera.identity import cli as identity_cli
 from tessera.keys import cli as keys_cli
 from tessera.oauth import cli as oauth_cli
@@ -21,6 +22,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(oauth_cli.clients_app, name="clients")
 app.add_typer(oauth_cli.apis_app, name="apis")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(fga_app, name="fga")
 app.add_typer(identity_cli.app, name="users")
 serve.register(app)
 

@@ -1,0 +1,154 @@
+"""Who may call ``/fga``: Tessera access tokens (RFC 9068 JWTs) for the API ``<issuer>/fga``.
+
+Every route declares the scope it needs: ``fga:read`` (Check, BatchCheck, ListObjects, ListUsers, Expand,
+Read, ReadChanges, reading stores, models and assertions), ``fga:write`` (Write, WriteAssertions) or
+``fga:admin`` (creating and deleting stores, writing models). ``fga:admin`` grants the other two as well,
+so one admin client can drive the ``fga`` CLI end to end.
+
+The failures answer OpenFGA's own codes (openfga/api ``AuthErrorCode``) in OpenFGA's body shape, plus an RFC
+6750 section 3 ``WWW-Authenticate`` header: no token is 401 ``bearer_token_missing``; a token that is not
+ours, expired or for another audience is 401 ``auth_failed_invalid_bearer_token`` /
+``auth_failed_invalid_audience`` / ``auth_failed_invalid_issuer``; a valid token without the scope is 403
+``forbidden``.
+
+``TESSERA_FGA_AUTH=off`` turns this off for local experiments; :func:`check_opt_out` refuses it unless the
+server listens on loopback only, so an open FGA API is never reachable from another machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastapi import Request
+
+from tessera.core.errors import TesseraError
+
+READ = "fga:read"
+WRITE = "fga:write"
+ADMIN = "fga:admin"
+SCOPES = {
+    READ: "Check, list and read relationships, models and stores",
+    WRITE: "Write and delete relationship tuples and assertions",
+    ADMIN: "Create and delete stores, write authorization models",
+}
+
+
+class FGAAuthError(TesseraError):
+    """An OpenFGA authentication or authorization failure (``{"code", "message"}`` body)."""
+
+    def __init__(self, code: str, message: str, status_code: int, *, scope: str | None = None):
+        super().__init__(message, code=code, status_code=status_code)
+        self.message = message
+        error = "insufficient_scope" if status_code == 403 else "invalid_token"
+        challenge = 'Bearer realm="fga"'
+        if code != "bearer_token_missing":
+            challenge += f', error="{error}"'
+        if scope:
+            challenge += f', scope="{scope}"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str, *, typ: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Signature check only (returns header, claims); raises for a token not signed by our keys."""
+        ...
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the token's subject and client, or ``anonymous`` when authentication is off."""
+
+    subject: str
+    client_id: str | None
+    scopes: frozenset[str]
+
+
+ANONYMOUS = Principal("anonymous", None, frozenset(SCOPES))
+
+
+def is_loopback(host: str) -> bool:
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_opt_out(*, auth_enabled: bool, host: str) -> None:
+    """Refuse ``TESSERA_FGA_AUTH=off`` on a server that listens beyond loopback."""
+    if not auth_enabled and not is_loopback(host):
+        raise TesseraError(
+            f"TESSERA_FGA_AUTH=off is only allowed when the server listens on loopback; host is {host!r}",
+            code="fga_auth_off_refused",
+        )
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header or scheme.lower() != "bearer" or not token.strip():
+        raise FGAAuthError("bearer_token_missing", "missing bearer token", 401)
+    return token.strip()
+
+
+class FGAAuthenticator:
+    """Builds the per-route dependency ``Depends(auth.require(READ))``."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        issuer: str,
+        verifier: Callable[[], TokenVerifier],
+        now: Callable[[], float],
+        leeway: int = 30,
+    ):
+        self.enabled = enabled
+        self.issuer = issuer
+        self.audience = f"{issuer}/fga"
+        self._verifier = verifier
+        self._now = now
+        self._leeway = leeway
+
+    async def authenticate(self, request: Request, scope: str) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS
+        token = _bearer(request)
+        try:
+            header, claims = await self._verifier().verify(token)
+        except TesseraError as exc:
+            raise FGAAuthError("auth_failed_invalid_bearer_token", "invalid bearer token", 401) from exc
+        # RFC 9068 section 4: the typ is at+jwt; tokens of other kinds (ID tokens) are not access tokens.
+        if str(header.get("typ", "")).lower() not in {"at+jwt", "application/at+jwt"}:
+            raise FGAAuthError("auth_failed_invalid_bearer_token", "invalid bearer token", 401)
+        if claims.get("iss") != self.issuer:
+            raise FGAAuthError("auth_failed_invalid_issuer", "invalid issuer", 401)
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if self.audience not in audiences:
+            raise FGAAuthError("auth_failed_invalid_audience", "invalid audience", 401)
+        now = self._now()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, int | float) or exp + self._leeway < now:
+            raise FGAAuthError("auth_failed_invalid_bearer_token", "invalid bearer token", 401)
+        if isinstance(nbf, int | float) and nbf - self._leeway > now:
+            raise FGAAuthError("auth_failed_invalid_bearer_token", "invalid bearer token", 401)
+        granted = frozenset(str(claims.get("scope", "")).split())
+        if scope not in granted and ADMIN not in granted:
+            raise FGAAuthError(
+                "forbidden", "the principal is not authorized to perform the action", 403, scope=scope
+            )
+        return Principal(str(claims.get("sub", "")), claims.get("client_id"), granted)
+
+    def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:
+        async def dependency(request: Request) -> Principal:
+            return await self.authenticate(request, scope)
+
+        return dependency

@@ -1,0 +1,145 @@
+"""/fga is protected by Tessera access tokens for the API <issuer>/fga, scope by scope, with OpenFGA's error
+codes; TESSERA_FGA_AUTH=off works only on loopback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tessera.core.errors import TesseraError
+from tessera.fga.http import api_identifier, register_api
+from tessera.services import Services
+from tessera.web.app import create_app
+from tests.fga.server.conftest import ISSUER, model_json, settings_for
+
+AUDIENCE = f"{ISSUER}/fga"
+
+
+async def token(services: Services, *, scope: str, aud: Any = AUDIENCE, typ: str = "at+jwt", **claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "iss": ISSUER,
+        "sub": "client-1",
+        "client_id": "client-1",
+        "aud": aud,
+        "scope": scope,
+        "iat": now,
+        "exp": now + 300,
+        "jti": f"j{now}",
+        **claims,
+    }
+    signed, _ = await services.keys.sign(body, typ=typ)
+    return signed
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+async def test_missing_and_bad_tokens_are_401_with_openfga_codes(secured: tuple[httpx.AsyncClient, Services]) -> None:
+    api, services = secured
+    r = await api.get("/stores")
+    assert r.status_code == 401
+    assert r.json() == {"code": "bearer_token_missing", "message": "missing bearer token"}
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+    r = await api.get("/stores", headers=bearer("not-a-jwt"))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+    other_api = await token(services, scope="fga:read", aud=f"{ISSUER}/other")
+    r = await api.get("/stores", headers=bearer(other_api))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_audience"
+
+    foreign = await token(services, scope="fga:read", iss="https://evil.example")
+    r = await api.get("/stores", headers=bearer(foreign))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_issuer"
+
+    expired = await token(services, scope="fga:read", exp=int(time.time()) - 3600)
+    r = await api.get("/stores", headers=bearer(expired))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
+
+    id_token_like = await token(services, scope="fga:read", typ="JWT")
+    r = await api.get("/stores", headers=bearer(id_token_like))
+    assert r.status_code == 401
+
+    # A token signed by some other key with our kid and claims is refused too.
+    import jwt as pyjwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = await services.keys.active()
+    forged = pyjwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "scope": "fga:admin", "exp": int(time.time()) + 60},
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": key.kid, "typ": "at+jwt"},
+    )
+    r = await api.get("/stores", headers=bearer(forged))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
+
+
+async def test_scopes_per_route(secured: tuple[httpx.AsyncClient, Services]) -> None:
+    api, services = secured
+    reader = bearer(await token(services, scope="fga:read"))
+    writer = bearer(await token(services, scope="fga:write"))
+    admin = bearer(await token(services, scope="fga:admin"))
+
+    r = await api.post("/stores", json={"name": "s"}, headers=reader)
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+    assert 'scope="fga:admin"' in r.headers["www-authenticate"]
+    r = await api.post("/stores", json={"name": "s"}, headers=admin)
+    assert r.status_code == 201
+    store_id = r.json()["id"]
+    r = await api.post(f"/stores/{store_id}/authorization-models", json=model_json(), headers=writer)
+    assert r.status_code == 403
+    r = await api.post(f"/stores/{store_id}/authorization-models", json=model_json(), headers=admin)
+    assert r.status_code == 201
+
+    write = {"writes": {"tuple_keys": [{"user": "user:a", "relation": "owner", "object": "document:1"}]}}
+    r = await api.post(f"/stores/{store_id}/write", json=write, headers=reader)
+    assert r.status_code == 403
+    r = await api.post(f"/stores/{store_id}/write", json=write, headers=writer)
+    assert r.status_code == 200
+
+    check = {"tuple_key": {"user": "user:a", "relation": "viewer", "object": "document:1"}}
+    r = await api.post(f"/stores/{store_id}/check", json=check, headers=writer)
+    assert r.status_code == 403
+    r = await api.post(f"/stores/{store_id}/check", json=check, headers=reader)
+    assert r.status_code == 200 and r.json()["allowed"] is True
+    r = await api.post(f"/stores/{store_id}/check", json=check, headers=admin)  # admin implies read
+    assert r.status_code == 200
+
+
+async def test_auth_failure_comes_before_validation(secured: tuple[httpx.AsyncClient, Services]) -> None:
+    api, _ = secured
+    r = await api.post("/stores/not-a-ulid/check", content=b"{broken")
+    assert r.status_code == 401 and r.json()["code"] == "bearer_token_missing"
+
+
+def test_opt_out_is_refused_beyond_loopback(tmp_path: Path, sqlite_url: str) -> None:
+    for host in ("0.0.0.0", "192.168.1.10", "::"):
+        settings = settings_for(tmp_path, sqlite_url, auth=False).model_copy(update={"host": host})
+        with pytest.raises(TesseraError) as err:
+            create_app(settings)
+        assert err.value.code == "fga_auth_off_refused"
+    for host in ("127.0.0.1", "::1", "localhost"):
+        settings = settings_for(tmp_path, sqlite_url, auth=False).model_copy(update={"host": host})
+        assert create_app(settings) is not None
+    # With authentication on, any host is fine.
+    assert create_app(settings_for(tmp_path, sqlite_url, auth=True).model_copy(update={"host": "0.0.0.0"}))
+
+
+async def test_the_api_is_registered_once_with_its_scopes(secured: tuple[httpx.AsyncClient, Services]) -> None:
+    _, services = secured
+    from tessera.oauth.resources import ApiStore
+
+    assert await register_api(services) is True
+    assert await register_api(services) is False
+    api = await ApiStore(services.db, services.clock).get(api_identifier(ISSUER))
+    assert api is not None
+    assert set(api.scopes) == {"fga:read", "fga:write", "fga:admin"}
