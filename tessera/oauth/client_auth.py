@@ -127,6 +127,7 @@ class ClientAuthenticator:
         self._issuer = issuer
         self._jwks_ttl = jwks_uri_ttl
         self._jwks_cache: dict[str, tuple[float, KeySet]] = {}
+        self._jwks_forced: dict[str, float] = {}
 
     async def authenticate(
         self, params: Params, authorization: str | None, *, endpoint: str, require_confidential: bool = False
@@ -227,13 +228,16 @@ class ClientAuthenticator:
             return None
         cached = self._jwks_cache.get(client.jwks_uri)
         now = time.monotonic()
-        # A refetch for an unknown kid is allowed at most every 10 seconds, so forged kids cannot flood it.
-        if (
-            cached is not None
-            and (now - cached[0] < self._jwks_ttl)
-            and (not refresh or now - cached[0] < 10)
-        ):
-            return None if refresh else cached[1]
+        if refresh:
+            # An unknown kid: the client may have rotated. Refetch, but at most once every 10 seconds per
+            # URI, so assertions with made-up kids cannot turn the server into a request flood.
+            if now - self._jwks_forced.get(client.jwks_uri, float("-inf")) < 10:
+                return None
+            if len(self._jwks_forced) > 1000:
+                self._jwks_forced.clear()
+            self._jwks_forced[client.jwks_uri] = now
+        elif cached is not None and now - cached[0] < self._jwks_ttl:
+            return cached[1]
         try:
             response = await self._http.get(client.jwks_uri, timeout=5.0, follow_redirects=False)
             if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Boolean, Column, String, Table, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tessera.core.clock import Clock
@@ -277,7 +278,10 @@ class ClientStore:
         )
         if existing.first() is not None:
             raise Conflict(f"client {client.client_id} already exists")
-        await conn.execute(insert(oauth_clients).values(**self._row(client)))
+        try:
+            await conn.execute(insert(oauth_clients).values(**self._row(client)))
+        except IntegrityError as exc:  # a concurrent insert of the same id won the race
+            raise Conflict(f"client {client.client_id} already exists") from exc
 
     async def update(self, client: Client, *, conn: AsyncConnection) -> Client:
         updated = replace(client, updated_at=self._now())

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Column, String, Table, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tessera.core.clock import Clock
@@ -95,16 +96,19 @@ class ApiStore:
         found = await conn.execute(select(oauth_apis.c.id).where(oauth_apis.c.identifier == api.identifier))
         if found.first() is not None:
             raise Conflict(f"an API with identifier {api.identifier} already exists")
-        await conn.execute(
-            insert(oauth_apis).values(
-                id=api.id,
-                identifier=api.identifier,
-                name=api.name,
-                scopes=api.scopes,
-                access_token_ttl=api.access_token_ttl,
-                created_at=api.created_at,
+        try:
+            await conn.execute(
+                insert(oauth_apis).values(
+                    id=api.id,
+                    identifier=api.identifier,
+                    name=api.name,
+                    scopes=api.scopes,
+                    access_token_ttl=api.access_token_ttl,
+                    created_at=api.created_at,
+                )
             )
-        )
+        except IntegrityError as exc:  # a concurrent insert won the race
+            raise Conflict(f"an API with identifier {api.identifier} already exists") from exc
 
     async def all(self) -> list[Api]:
         async with self._db.read() as conn:

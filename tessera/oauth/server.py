@@ -136,6 +136,9 @@ class OAuthServer:
         )
         handler = self.grants.handler_for(grant_type)
         self.grants.check_client(handler, authenticated.client, authenticated.method)
+        # Load (or, the first time ever, create) the signing key before a grant opens its transaction: on
+        # SQLite that transaction holds the write lock, and creating the key inside it would wait on itself.
+        await self.services.keys.active()
         response = await handler.handle(
             TokenRequest(
                 params=params,
