@@ -620,14 +620,17 @@ def summarize(runs: list[Run]) -> Summary:
 # Profiling (an extra, unmeasured run: sampling slows the process down)
 
 
-def profile_tessera(
+PROFILE_RATE = 250  # samples a second
+
+
+def profile_server(
     wrk: str, server: Server, script: Path, out_dir: Path, *, seconds: int, connections: int
-) -> Path:
+) -> tuple[Path, Run]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         raise BenchError("py-spy is missing: flock /tmp/tessera-uv.lock uv add --dev py-spy")
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw = out_dir / "tessera.collapsed.txt"
+    raw = out_dir / f"{server.name}.collapsed.txt"
     recorder = subprocess.Popen(
         [
             py_spy,
@@ -637,7 +640,10 @@ def profile_tessera(
             "--duration",
             str(seconds),
             "--rate",
-            "200",
+            str(PROFILE_RATE),
+            # Only samples of a thread holding the GIL: idle threads (the SQLite worker waiting on its
+            # queue) would otherwise fill the profile with time that costs nothing.
+            "--gil",
             "--format",
             "raw",
             "--output",
@@ -649,7 +655,7 @@ def profile_tessera(
     )
     try:
         time.sleep(0.5)
-        run_wrk(wrk, server, script, seconds=seconds, connections=connections, threads=1, round_no=0)
+        run = run_wrk(wrk, server, script, seconds=seconds, connections=connections, threads=1, round_no=0)
         output, _ = recorder.communicate(timeout=seconds + 60)
     finally:
         if recorder.poll() is None:
@@ -657,13 +663,40 @@ def profile_tessera(
             recorder.wait(timeout=10)
     if recorder.returncode != 0 or not raw.exists():
         raise BenchError(f"py-spy record failed:\n{output}")
-    return raw
+    return raw, run
 
 
-def print_profile(raw: Path, top: int = 25) -> None:
-    """Self and inclusive share of samples per function, from py-spy's collapsed stacks."""
+# Where a sample's innermost frame lives says which layer spent the time; the first match wins.
+LAYERS = (
+    ("JWT signing (joserfc, PyJWT, cryptography)", ("joserfc/", "jwt/", "cryptography/")),
+    ("database (SQLAlchemy, aiosqlite, asyncpg)", ("sqlalchemy/", "aiosqlite/", "asyncpg/", "sqlite3/")),
+    ("form and JSON (python-multipart, json, urllib.parse)", ("multipart/", "json/", "urllib/")),
+    ("validation (pydantic)", ("pydantic/", "pydantic_core/")),
+    ("metrics and logging", ("prometheus_client/", "logging/")),
+    ("tessera", ("tessera/",)),
+    ("FastAPI and Starlette (routing, middleware, requests)", ("fastapi/", "starlette/", "anyio/")),
+    ("HTTP server (uvicorn, httptools)", ("uvicorn/", "httptools/")),
+    ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop/", "contextvars", "selectors")),
+)
+
+
+def _layer(frame: str) -> str:
+    for name, markers in LAYERS:
+        if any(marker in frame for marker in markers):
+            return name
+    return "other (Python runtime, stdlib)"
+
+
+def print_profile(server_name: str, raw: Path, run: Run, top: int = 20) -> None:
+    """Where a Python server's CPU goes: by layer, then by function, from py-spy's collapsed stacks.
+
+    A sample stands for 1/PROFILE_RATE s of a thread holding the GIL; spread over the requests of the
+    profiled run, that gives microseconds of Python time per request (sampling slows the server down, so
+    the sum is above the measured CPU time; the shares are what to read).
+    """
     self_counts: dict[str, int] = {}
     total_counts: dict[str, int] = {}
+    layers: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -674,20 +707,37 @@ def print_profile(raw: Path, top: int = 25) -> None:
         total += count
         leaf = _frame(frames[-1])
         self_counts[leaf] = self_counts.get(leaf, 0) + count
-        for name in {_frame(f) for f in frames}:
-            total_counts[name] = total_counts.get(name, 0) + count
-    if not total:
-        print("profile: no samples")
+        layer = _layer(frames[-1])
+        layers[layer] = layers.get(layer, 0) + count
+        for function in {_frame(f) for f in frames}:
+            total_counts[function] = total_counts.get(function, 0) + count
+    if not total or not run.requests:
+        print(f"profile of {server_name}: no samples")
         return
-    print(f"\nprofile of tessera under load: {total} samples ({raw})")
-    print(f"  {'self %':>6} {'total %':>7}  function (file)")
-    ranked = sorted(total_counts, key=lambda n: (-self_counts.get(n, 0), n))[:top]
-    for name in ranked:
-        own, inclusive = 100 * self_counts.get(name, 0) / total, 100 * total_counts[name] / total
-        print(f"  {own:6.1f} {inclusive:7.1f}  {name}")
-    print(f"\n  {'total %':>7}  function (inclusive, the {top} largest)")
-    for name in sorted(total_counts, key=lambda n: (-total_counts[n], n))[:top]:
-        print(f"  {100 * total_counts[name] / total:7.1f}  {name}")
+    per_request = 1e6 / PROFILE_RATE / run.requests  # microseconds a sample stands for, per request
+
+    def cells(count: int) -> str:
+        return f"{100 * count / total:6.1f} {count * per_request:7.1f}"
+
+    print(
+        f"\nprofile of {server_name} under load: {total} samples holding the GIL over {run.requests} "
+        f"requests ({run.rps:.0f} req/s while sampled; {raw})"
+    )
+    print(f"  {'self %':>6} {'us/req':>7}  layer (by the innermost frame of each sample)")
+    for layer, count in sorted(layers.items(), key=lambda item: -item[1]):
+        print(f"  {cells(count)}  {layer}")
+    print(f"\n  {'self %':>6} {'us/req':>7}  function (file), the {top} with the most self time")
+    for function in sorted(self_counts, key=lambda n: (-self_counts[n], n))[:top]:
+        print(f"  {cells(self_counts[function])}  {function}")
+    ours = [n for n in total_counts if "(tessera/" in n and "(tessera/cli/" not in n]
+    if ours:
+        print(f"\n  {'incl %':>6} {'us/req':>7}  tessera functions, inclusive")
+        for function in sorted(ours, key=lambda n: (-total_counts[n], n))[:top]:
+            print(f"  {cells(total_counts[function])}  {function}")
+    framework = [n for n in total_counts if "(fastapi/" in n or "(starlette/" in n]
+    print(f"\n  {'incl %':>6} {'us/req':>7}  FastAPI and Starlette functions, inclusive, the 12 largest")
+    for function in sorted(framework, key=lambda n: (-total_counts[n], n))[:12]:
+        print(f"  {cells(total_counts[function])}  {function}")
 
 
 def _frame(frame: str) -> str:
@@ -730,7 +780,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="after measuring, sample Tessera with py-spy during one more (unmeasured) run; write to DIR",
+        help="after measuring, sample each Python server with py-spy during one more (unmeasured) run and "
+        "print where its time goes; the raw stacks go to DIR",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write results as JSON")
     args = parser.parse_args(argv)
@@ -744,8 +795,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name} must be between 1 and 3600")
     if not 0 <= args.warmup <= 600:
         parser.error("--warmup must be between 0 and 600")
-    if args.profile is not None and "tessera" not in args.servers:
-        parser.error("--profile needs tessera among --servers")
+    if args.profile is not None and not {"tessera", "bare"} & set(args.servers):
+        parser.error("--profile samples the Python servers: tessera or bare must be among --servers")
     return args
 
 
@@ -860,16 +911,19 @@ def measure(args: argparse.Namespace, wrk: str, servers: list[Server], work_dir:
             )
         )
     if args.profile is not None:
-        tessera = next(s for s in servers if s.name == "tessera")
-        raw = profile_tessera(
-            wrk,
-            tessera,
-            scripts["tessera"],
-            args.profile,
-            seconds=args.duration,
-            connections=args.connections,
-        )
-        print_profile(raw)
+        # Python servers only (py-spy); each in one more run, unmeasured, because sampling slows it down.
+        for server in servers:
+            if server.name == "oidc-provider":
+                continue
+            raw, profiled = profile_server(
+                wrk,
+                server,
+                scripts[server.name],
+                args.profile,
+                seconds=args.duration,
+                connections=args.connections,
+            )
+            print_profile(server.name, raw, profiled)
     if failed:
         print(f"\nmore than 0.1% of requests failed on: {', '.join(failed)}", file=sys.stderr)
         return 1
