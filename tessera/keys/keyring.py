@@ -16,7 +16,7 @@ from typing import Any
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, OKPKey
+from joserfc.jwk import ECKey, OKPKey
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tessera.core.clock import Clock
@@ -146,7 +146,9 @@ class KeyRing:
             key = self._unsealed.get(record.kid)
             if key is None:
                 pem = self._sealer.open(record.private_key, f"signing_keys.private_key:{record.kid}")
-                key = (ECKey if record.alg == "ES256" else OKPKey).import_key(pem)
+                key = (ECKey if record.alg == "ES256" else OKPKey).import_key(
+                    pem, parameters={"kid": record.kid}
+                )
                 self._unsealed[record.kid] = key
             keys.append(SigningKey(record.kid, record.alg, key, record.created_at, record.retired_at))
         self._keys = keys
@@ -164,7 +166,10 @@ class KeyRing:
                     or not (0 <= self._clock.now() - self._loaded_at < self._settings.cache_ttl)
                 ):
                     await self._reload()
-        return self._keys
+        # Retirement is checked on every use, not only on reload: a key leaves the set on the second its
+        # last token expires.
+        cutoff = self._clock.now() - self.max_token_lifetime
+        return [k for k in self._keys if k.retired_at is None or k.retired_at.timestamp() > cutoff]
 
     async def active(self) -> SigningKey:
         keys = await self._fresh()
@@ -178,12 +183,10 @@ class KeyRing:
         return {"keys": [k.public_jwk() for k in await self._fresh()]}
 
     async def find(self, kid: str) -> SigningKey | None:
-        await self._fresh()
-        found = self._by_kid.get(kid)
-        if found is None and self._clock.now() - self._loaded_at >= 1.0:
+        found = next((k for k in await self._fresh() if k.kid == kid), None)
+        if found is None and kid not in self._by_kid and self._clock.now() - self._loaded_at >= 1.0:
             # An unknown kid: another process may have rotated since we loaded (at most one reload a second).
-            await self._fresh(force=True)
-            found = self._by_kid.get(kid)
+            found = next((k for k in await self._fresh(force=True) if k.kid == kid), None)
         return found
 
     # --- JWTs ---
@@ -216,7 +219,7 @@ class KeyRing:
         if typ is not None and str(header.get("typ", "")).lower() not in {typ, f"application/{typ}"}:
             raise KeyError_(f"token type is not {typ}")
         try:
-            decoded = jwt.decode(token, KeySet([key.key]), algorithms=[key.alg])
+            decoded = jwt.decode(token, key.key, algorithms=[key.alg])
         except (JoseError, ValueError) as exc:
             raise KeyError_("bad token signature") from exc
         claims = decoded.claims

@@ -96,8 +96,9 @@ def form_pairs(page: str) -> list[tuple[str, str]]:
 class Browser:
     """A user agent that follows redirects on this server and stops at the client's redirect URI."""
 
-    def __init__(self, http: httpx.AsyncClient):
+    def __init__(self, http: httpx.AsyncClient, base: str = ISSUER):
         self.http = http
+        self.base = base
 
     async def get(self, url: str) -> httpx.Response:
         return await self.http.get(url, follow_redirects=False)
@@ -105,9 +106,9 @@ class Browser:
     async def follow(self, response: httpx.Response, limit: int = 10) -> httpx.Response:
         while response.status_code in (302, 303) and limit:
             location = response.headers["location"]
-            if not location.startswith("/") and not location.startswith(ISSUER):
+            if not location.startswith("/") and not location.startswith(self.base):
                 return response  # left the server: the client's redirect URI
-            response = await self.http.get(urljoin(ISSUER, location), follow_redirects=False)
+            response = await self.http.get(urljoin(self.base, location), follow_redirects=False)
             limit -= 1
         return response
 

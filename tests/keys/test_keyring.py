@@ -1,0 +1,109 @@
+"""Signing keys: sealed at rest, published in the JWKS, rotated, retired after their tokens expire, and
+rotation by another process is noticed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from tessera.cli.main import app as cli
+from tessera.core.clock import FrozenClock
+from tessera.core.sealing import Sealer
+from tessera.keys.keyring import KeyError_, KeyRing
+from tessera.keys.store import signing_keys
+from tessera.settings import Settings
+from tessera.storage.database import Database
+
+MASTER = "m" * 43
+
+
+def ring(database: Database, clock: FrozenClock, **settings: object) -> KeyRing:
+    values: dict[str, object] = {"issuer": "http://t.example", "master_key": MASTER, "cache_ttl": 5}
+    values.update(settings)
+    return KeyRing(database, Sealer(MASTER), clock, Settings(**values))  # type: ignore[arg-type]
+
+
+async def test_first_key_is_es256_sealed_and_published(database: Database, clock: FrozenClock) -> None:
+    keys = ring(database, clock)
+    token, key = await keys.sign({"sub": "x", "iat": int(clock.now())}, typ="at+jwt")
+    assert key.alg == "ES256"
+    jwks = await keys.jwks()
+    assert [k["kid"] for k in jwks["keys"]] == [key.kid]
+    public = jwks["keys"][0]
+    assert public["alg"] == "ES256" and public["use"] == "sig" and "d" not in public
+    decoded = jwt.decode(token, KeySet.import_key_set(jwks))
+    assert decoded.header == {"alg": "ES256", "typ": "at+jwt", "kid": key.kid}
+    async with database.read() as conn:
+        row = (await conn.execute(select(signing_keys))).mappings().one()
+    assert b"PRIVATE KEY" not in row["private_key"]
+    # The sealed key is bound to its kid: copied into another row it does not open.
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's InvalidTag
+        Sealer(MASTER).open(row["private_key"], "signing_keys.private_key:another-kid")
+    assert b"PRIVATE KEY" in Sealer(MASTER).open(row["private_key"], f"signing_keys.private_key:{key.kid}")
+
+
+async def test_rotation_keeps_retired_keys_until_their_tokens_expire(
+    database: Database, clock: FrozenClock
+) -> None:
+    keys = ring(database, clock, access_token_ttl=600, id_token_ttl=300)
+    old_token, old = await keys.sign({"sub": "a"})
+    new = await keys.rotate()
+    assert (await keys.active()).kid == new.kid != old.kid
+    assert {k["kid"] for k in (await keys.jwks())["keys"]} == {old.kid, new.kid}
+    header, _claims = await keys.verify(old_token)
+    assert header["kid"] == old.kid
+    clock.advance(599)
+    assert {k["kid"] for k in (await keys.jwks())["keys"]} == {old.kid, new.kid}
+    clock.advance(2)  # retired_at + the longest token lifetime has passed
+    assert {k["kid"] for k in (await keys.jwks())["keys"]} == {new.kid}
+    with pytest.raises(KeyError_):
+        await keys.verify(old_token)
+
+
+async def test_rotation_in_another_process_is_noticed(database: Database, clock: FrozenClock) -> None:
+    here, there = ring(database, clock), ring(database, clock)
+    first = await here.active()
+    assert (await there.active()).kid == first.kid
+    rotated = await there.rotate()
+    token, _ = await there.sign({"sub": "b"})
+    # Within the cache TTL this process still signs with the old key, but verifies the new kid at once
+    # (an unknown kid makes it re-read the key set, at most once a second).
+    assert (await here.active()).kid == first.kid
+    clock.advance(1)
+    header, _ = await here.verify(token)
+    assert header["kid"] == rotated.kid
+    clock.advance(5)
+    assert (await here.active()).kid == rotated.kid
+
+
+async def test_eddsa_and_refused_tokens(database: Database, clock: FrozenClock) -> None:
+    keys = ring(database, clock, signing_alg="EdDSA")
+    token, key = await keys.sign({"sub": "c"})
+    assert key.alg == "EdDSA" and (await keys.jwks())["keys"][0]["crv"] == "Ed25519"
+    head, body, _sig = token.split(".")
+    for bad in (f"{head}.{body}.", "x.y.z", "nodots", token[:-3] + "abc"):
+        with pytest.raises(KeyError_):
+            await keys.verify(bad)
+    with pytest.raises(KeyError_):
+        await keys.verify(token, typ="at+jwt")
+    with pytest.raises(KeyError_):
+        await keys.rotate(alg="HS256")
+
+
+def test_cli_rotate_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    monkeypatch.setenv("TESSERA_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    first = runner.invoke(cli, ["keys", "rotate", "--json"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(cli, ["keys", "rotate", "--json"])
+    kids = [json.loads(first.output)["kid"], json.loads(second.output)["kid"]]
+    listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"]).output)
+    assert [k["kid"] for k in listed] == kids[::-1]
+    assert [k["status"] for k in listed] == ["active", "retired"]
