@@ -29,6 +29,7 @@ class TypeRestriction:
     wildcard: bool = False
     condition: Name | None = None
     span: Span | None = None  # `type`, `type:*` or `type#relation`
+    closed_by: Any = None  # parser recovery: the `]` token consumed while recovering inside this restriction
 
     @property
     def label(self) -> str:
@@ -57,6 +58,7 @@ class RelationDef:
     name: Name
     rewrite: Rewrite
     restrictions: list[TypeRestriction]
+    broken: bool = False  # parser recovery: a token was dropped at the end of the definition
 
 
 @dataclass
@@ -65,6 +67,7 @@ class TypeDef:
     relations: list[RelationDef]
     extend: bool = False
     has_relations_block: bool = False
+    broken: bool = False  # parser recovery: nothing may follow this type
 
 
 @dataclass

@@ -10,6 +10,7 @@ token whose text is kept as written.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 WS = "WHITESPACE"
@@ -20,6 +21,8 @@ BUTNOT = "BUTNOT"
 CEL = "CEL"
 EOF = "EOF"
 
+_NAME_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
 
 
@@ -31,14 +34,15 @@ class Token:
     end: int  # offset after the last character
     line: int  # 0-based line of the first character
     column: int  # 0-based column of the first character
+    shown: str | None = None  # what error messages quote, when it differs from the text
 
     @property
     def raw(self) -> str:
         """The token's text as OpenFGA reports it in ``metadata.symbol``."""
         if self.kind == EOF:
             return "<EOF>"
-        if self.kind == NL:
-            return "".join(c for c in self.text if c in "\r\n")
+        if self.shown is not None:
+            return self.shown
         return self.text
 
     @property
@@ -48,11 +52,7 @@ class Token:
 
     @property
     def width(self) -> int:
-        if self.kind == EOF:
-            return len("<EOF>")
-        if self.kind == NL:
-            return len("".join(c for c in self.text if c in "\r\n"))
-        return len(self.text)
+        return len(self.raw)
 
     def is_word(self, *words: str) -> bool:
         return self.kind == WORD and (not words or self.text in words)
@@ -61,8 +61,15 @@ class Token:
         return self.kind == PUNCT and self.text == char
 
 
+def strip_trailing_whitespace(source: str) -> str:
+    """OpenFGA reads the DSL with the spaces at the end of each line removed (so ``module   `` followed by a
+    blank line reports the line end at the column right after ``module``)."""
+    return "\n".join(line.rstrip(" \t\r") for line in source.split("\n"))
+
+
 class Lexer:
     def __init__(self, source: str):
+        source = strip_trailing_whitespace(source)
         self.src = source
         self.line_starts = [0]
         for i, ch in enumerate(source):
@@ -95,36 +102,35 @@ class Lexer:
         return i
 
     def _newline(self, start: int, i: int) -> tuple[Token | None, int]:
-        """Scan line ends from ``i`` (at a line end, a comment or EOF) folding blank and comment lines."""
+        """One NEWLINE token from ``i`` (a line end or a comment): the line end, the blank and comment lines
+        after it and the indentation of the next line, as OpenFGA's NEWLINE token."""
         src, n = self.src, len(self.src)
         if i < n and src[i] == "#":
             i = self._skip_line(i)
         if i >= n:
             return None, n
-        last_end = i
-        while i < n:
-            if src[i] == "\r" and i + 1 < n and src[i + 1] == "\n":
-                i += 2
-            elif src[i] == "\n":
-                i += 1
-            else:
-                break
-            last_end = i
+        count = 0
+        indent_start = indent_end = i
+        while i < n and src[i] == "\n":
+            i += 1
+            count += 1
             j = i
             while j < n and src[j] in " \t":
                 j += 1
+            indent_start, indent_end = i, j
             if j < n and src[j] == "#":
                 j = self._skip_line(j)
-            if j >= n:
-                # Trailing blank or comment lines at the end of the input belong to the last line end.
-                last_end = n
-                i = n
-                break
-            if src[j] in "\r\n":
                 i = j
+                indent_start = indent_end = j
+                continue
+            i = j
+            if j < n and src[j] == "\n":
                 continue
             break
-        return self._token(NL, start, last_end), last_end
+        shown = "\n" * count + src[indent_start:indent_end]
+        tok = self._token(NL, start, i)
+        tok.shown = shown
+        return tok, i
 
     def tokens(self) -> list[Token]:
         src, n = self.src, len(self.src)
@@ -136,21 +142,14 @@ class Lexer:
                 j = i
                 while j < n and src[j] in " \t":
                     j += 1
-                if j >= n:
-                    i = j
-                    continue
-                if src[j] in "\r\n" or self._comment_starts(j):
+                if j < n and (src[j] == "\n" or self._comment_starts(j)):
                     tok, i = self._newline(i, j)
                     if tok is not None:
                         out.append(tok)
                     continue
                 out.append(self._token(WS, i, j))
                 i = j
-            elif ch in "\r\n" or self._comment_starts(i):
-                if ch == "\r" and not (i + 1 < n and src[i + 1] == "\n"):
-                    out.append(self._token(PUNCT, i, i + 1))
-                    i += 1
-                    continue
+            elif ch == "\n" or self._comment_starts(i):
                 tok, i = self._newline(i, i)
                 if tok is not None:
                     out.append(tok)
@@ -162,7 +161,14 @@ class Lexer:
                     continue
                 out.append(self._token(CEL, i, close + 1, src[i + 1 : close]))
                 i = close + 1
-            elif ch not in _WORD_CHARS:
+            elif ch.isdigit():
+                # Numbers are tokens of their own (a schema version `1.1`, or digits): `1.1type` is the
+                # version followed by `type`, and a name cannot start with a digit.
+                m = _NUMBER_RE.match(src, i)
+                assert m is not None
+                out.append(self._token(WORD, i, m.end()))
+                i = m.end()
+            elif ch not in _NAME_START:
                 out.append(self._token(PUNCT, i, i + 1))
                 i += 1
             else:

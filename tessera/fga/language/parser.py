@@ -20,6 +20,7 @@ input``, ``missing ':' at ...``, ``no viable alternative at input ...``) with th
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .ast import (
     ConditionDef,
@@ -50,38 +51,40 @@ NAME_SET = "IDENTIFIER, 'module', 'model', 'schema', 'extend', 'type', 'relation
 NAME_EXPECTED = "{" + NAME_SET + "}"
 # Condition parameter names must be plain identifiers: keywords (the parameter types included) are tokens of
 # their own in OpenFGA's grammar.
-PARAM_NAME_EXCLUDED = set(NAME_KEYWORDS) | RESERVED_NOT_NAMES | set(PARAM_TYPES) | set(("map", "list"))
+PARAM_NAME_EXCLUDED = RESERVED_NOT_NAMES | set(PARAM_TYPES) | set(PARAM_CONTAINERS)
 
 
 class _Fail(Exception):
     """An error after which OpenFGA's parser reports nothing more: stop parsing."""
-
-    def __init__(self, detail: ErrorDetail | None):
-        super().__init__(detail.msg if detail else "")
-        self.detail = detail
-
-
-class _SkipLine(_Fail):
-    """A mismatch inside a relation definition. OpenFGA's parser reports nothing after one (its recovery
-    swallows the rest of the input), so this stops parsing too."""
 
 
 def _is_name(tok: Token) -> bool:
     return tok.kind == WORD and tok.text not in RESERVED_NOT_NAMES and NAME_RE.match(tok.text) is not None
 
 
+def _is_operator(tok: Token) -> bool:
+    return tok.kind == BUTNOT or tok.is_word("or", "and")
+
+
 def _starts_operand(tok: Token) -> bool:
     return _is_name(tok) or tok.is_punct("(")
 
 
+def _is_param_name(tok: Token) -> bool:
+    return (
+        tok.kind == WORD and IDENTIFIER_RE.match(tok.text) is not None and tok.text not in PARAM_NAME_EXCLUDED
+    )
+
+
 class Parser:
-    """Recursive descent with the error recovery of ANTLR's default strategy, where OpenFGA's cases show it.
+    """Recursive descent with the error recovery of ANTLR's default strategy, as OpenFGA's parser reports it.
 
     On an unexpected token: if the token after it is one that could come here, the token is reported as
-    ``extraneous input`` and dropped; if the expected token is a lone ``:`` and the token could follow it, a
-    ``missing ':'`` is reported and parsing goes on; otherwise ``mismatched input`` is reported and parsing
-    stops (OpenFGA's parser reports nothing after one). As in ANTLR, after one error no other is reported
-    until a token has been matched again.
+    ``extraneous input`` and dropped (single-token deletion); if the current token could follow the expected
+    one (a ``:`` or a space), ``missing X at 'y'`` is reported and parsing goes on (single-token insertion);
+    otherwise ``mismatched input`` (or ``no viable alternative`` where ANTLR's prediction fails) is reported
+    and parsing stops, since OpenFGA's parser reports nothing after one. As in ANTLR, after one error no other
+    is reported until a token has been matched again.
     """
 
     def __init__(self, source: str, file: str | None = None):
@@ -91,6 +94,7 @@ class Parser:
         self.i = 0
         self.errors: list[ErrorDetail] = []
         self.recovering = False
+        self.last_was_name = False
 
     def _span(self, tok: Token) -> Span:
         return Span(tok.line, tok.column, tok.column + tok.width, self.file)
@@ -129,53 +133,48 @@ class Parser:
             skipped = True
         return skipped
 
-    def report(self, msg: str, tok: Token | None = None) -> ErrorDetail | None:
+    def report(self, msg: str, tok: Token | None = None) -> None:
         if self.recovering:
-            return None
+            return
         self.recovering = True
-        detail = self._detail(msg, tok or self.tok)
-        self.errors.append(detail)
-        return detail
+        self.errors.append(self._detail(msg, tok or self.tok))
 
     def fatal(self, msg: str, tok: Token | None = None) -> _Fail:
         self.report(msg, tok)
-        return _Fail(None)
+        return _Fail()
 
     def mismatched(self, expecting: str, tok: Token | None = None) -> _Fail:
         tok = tok or self.tok
         return self.fatal(f"mismatched input '{tok.display}' expecting {expecting}", tok)
 
-    def skip_line(self, msg: str, tok: Token | None = None) -> _SkipLine:
-        self.report(msg, tok)
-        return _SkipLine(None)
-
-    def mismatched_line(self, expecting: str, tok: Token | None = None) -> _SkipLine:
-        tok = tok or self.tok
-        return self.skip_line(f"mismatched input '{tok.display}' expecting {expecting}", tok)
+    def no_viable(self, start: int, tok: Token | None = None) -> _Fail:
+        text = "".join(t.display for t in self.toks[start : self.i + 1])
+        return self.fatal(f"no viable alternative at input '{text}'", tok or self.tok)
 
     def extraneous(self, expecting: str) -> None:
         self.report(f"extraneous input '{self.tok.display}' expecting {expecting}")
         self.drop()
 
-    def expect_ws(self, line_level: bool = False) -> None:
-        if self.tok.kind != WS:
-            if line_level:
-                raise self.mismatched_line("WHITESPACE")
-            raise self.mismatched("WHITESPACE")
-        self.advance()
+    def expect(
+        self, ok: Callable[[Token], bool], expecting: str, follows: Callable[[Token], bool] | None = None
+    ) -> Token:
+        """Match a token ``ok`` accepts, with ANTLR's single-token deletion and insertion."""
+        if ok(self.tok):
+            return self.advance()
+        if ok(self.peek()):
+            self.extraneous(expecting)
+            return self.advance()
+        if follows is not None and follows(self.tok):
+            self.report(f"missing {expecting} at '{self.tok.display}'")
+            return Token(WS, "", self.tok.start, self.tok.start, self.tok.line, self.tok.column)
+        raise self.mismatched(expecting)
 
-    def expect_punct(self, char: str, expecting: str | None = None) -> Token:
-        if not self.tok.is_punct(char):
-            raise self.mismatched(expecting or f"'{char}'")
-        return self.advance()
+    def expect_ws(self, follows: Callable[[Token], bool] | None = None) -> None:
+        self.expect(lambda t: t.kind == WS, "WHITESPACE", follows)
 
-    def name(self, line_level: bool = False) -> Name:
-        tok = self.tok
-        if not _is_name(tok):
-            if line_level:
-                raise self.mismatched_line(NAME_EXPECTED)
-            raise self.mismatched(NAME_EXPECTED)
-        self.advance()
+    def name(self) -> Name:
+        tok = self.expect(_is_name, NAME_EXPECTED)
+        self.last_was_name = True
         return Name(tok.text, self._span(tok))
 
     # -- file ----------------------------------------------------------------------------------------------
@@ -224,19 +223,16 @@ class Parser:
         module: Name | None = None
         if self.tok.is_word("model"):
             self.advance()
-            if self.tok.kind != NL:
-                raise self.mismatched("NEWLINE")
-            self.advance()
+            self.expect(lambda t: t.kind == NL, "NEWLINE")
             self.skip_ws()
-            if not self.tok.is_word("schema"):
-                raise self.mismatched("'schema'")
-            self.advance()
+            self.expect(lambda t: t.is_word("schema"), "'schema'")
             self.expect_ws()
-            version = self.tok
-            if version.kind != WORD or not SCHEMA_VERSION_RE.match(version.text):
-                raise self.mismatched("SCHEMA_VERSION")
-            self.advance()
+            version = self.expect(
+                lambda t: t.kind == WORD and SCHEMA_VERSION_RE.match(t.text) is not None, "SCHEMA_VERSION"
+            )
             schema_version, schema_span = version.text, self._span(version)
+            if self.tok.kind not in (NL, EOF):
+                raise self.no_viable(self.i)
         else:
             self.advance()
             self.expect_ws()
@@ -244,17 +240,24 @@ class Parser:
         types: list[TypeDef] = []
         conditions: list[ConditionDef] = []
         extended: set[str] = set()
+        previous = "header"
         while True:
             if self.tok.kind == EOF:
                 break
             if self.tok.kind != NL:
                 raise self.mismatched("{<EOF>, NEWLINE}")
+            newline = self.i
             self.advance()
             self.skip_ws()
             if self.tok.kind == EOF:
                 break
+            if previous == "broken":
+                # After a token was dropped at the end of a line, ANTLR has left the rule that could continue
+                # here: whatever follows is no viable alternative.
+                raise self.no_viable(newline)
             if self.tok.is_word("type", "extend"):
                 typedef = self._type(module is not None)
+                previous = "broken" if typedef.broken else "type"
                 if typedef.extend:
                     if typedef.name.text in extended:
                         self.errors.append(
@@ -264,21 +267,17 @@ class Parser:
                 types.append(typedef)
             elif self.tok.is_word("condition"):
                 cond = self._condition()
+                previous = "condition"
                 if any(c.name.text == cond.name.text for c in conditions):
                     self.errors.append(
                         self._at(f"condition '{cond.name.text}' is already defined in the model", cond.name)
                     )
                 conditions.append(cond)
+            elif previous == "condition":
+                raise self.mismatched("<EOF>")
             else:
-                raise self.fatal(f"no viable alternative at input '{self._input_from_newline()}'")
+                raise self.no_viable(newline)
         return ModelFile(schema_version, schema_span, module, types, conditions)
-
-    def _input_from_newline(self) -> str:
-        # ANTLR's "no viable alternative" quotes the input from the start of the decision: the line end.
-        j = self.i - 1
-        while j > 0 and self.toks[j].kind == WS:
-            j -= 1
-        return "".join(t.display for t in self.toks[j : self.i + 1])
 
     def _at(self, msg: str, name: Name) -> ErrorDetail:
         s = name.span
@@ -291,34 +290,49 @@ class Parser:
             extend = True
             self.advance()
             self.expect_ws()
-            if not self.tok.is_word("type"):
-                raise self.mismatched("'type'")
-        self.advance()
-        self.expect_ws()
+            self.expect(lambda t: t.is_word("type"), "'type'")
+        else:
+            self.advance()
+        self.expect_ws(follows=_is_name)
         name = self.name()
         if extend and not in_module:
             self.errors.append(self._at("extend can only be used in a modular model", name))
         typedef = TypeDef(name, [], extend=extend)
+        if self.tok.kind not in (NL, EOF):
+            if self.peek().kind in (NL, EOF):
+                self.extraneous("{<EOF>, NEWLINE}")
+                typedef.broken = True
+                return typedef
+            raise self.mismatched("{<EOF>, NEWLINE}")
         if self.tok.kind == NL and self._after_newline().is_word("relations"):
+            start = self.i
             self.advance()
             self.skip_ws()
             self.advance()
             typedef.has_relations_block = True
+            if not (self.tok.kind == NL and self._after_newline().is_word("define")):
+                if self.tok.kind == NL:
+                    start = self.i
+                    self.advance()
+                    self.skip_ws()
+                raise self.no_viable(start)
             while self.tok.kind == NL and self._after_newline().is_word("define"):
+                if typedef.broken:
+                    raise self.no_viable(self.i, self._after_newline())
                 self.advance()
                 self.skip_ws()
                 self.advance()
                 rel = self._define()
+                if rel is None:
+                    typedef.broken = True
+                    continue
                 if any(r.name.text == rel.name.text for r in typedef.relations):
                     self.errors.append(
                         self._at(f"'{rel.name.text}' is already defined in '{name.text}'", rel.name)
                     )
                 typedef.relations.append(rel)
-            if not typedef.relations and not self.errors:
-                if self.tok.kind == NL:
-                    self.advance()
-                    self.skip_ws()
-                raise self.fatal(f"no viable alternative at input '{self._input_from_newline()}'")
+                if rel.broken:
+                    typedef.broken = True
         return typedef
 
     def _after_newline(self) -> Token:
@@ -327,42 +341,36 @@ class Parser:
             k += 1
         return self.peek(k)
 
-    def _define(self) -> RelationDef:
-        self.expect_ws(line_level=True)
-        name = self.name(line_level=True)
-        self.skip_ws()
-        if self.tok.is_punct(":"):
-            self.advance()
-        elif self.peek().is_punct(":"):
-            self.extraneous("':'")
-            self.advance()
-        elif _starts_operand(self.tok) or self.tok.is_punct("["):
-            # ANTLR's single-token insertion: carry on as if the ':' were there.
-            self.report(f"missing ':' at '{self.tok.display}'")
-        else:
-            raise self.mismatched_line("':'")
+    def _define(self) -> RelationDef | None:
+        self.expect_ws(follows=_is_name)
+        name = self.name()
         ws = self.skip_ws()
-        if self.tok.is_punct(":") and (
-            _starts_operand(self.peek()) or self.peek().kind == WS or self.peek().is_punct("[")
-        ):
-            self.extraneous("{'[', '(', " + ("" if ws else "WHITESPACE, ") + NAME_SET + "}")
-            self.skip_ws()
+        colon_follows = lambda t: t.kind == WS or _starts_operand(t) or t.is_punct("[")  # noqa: E731
+        self.expect(lambda t: t.is_punct(":"), "':'" if ws else "{':', WHITESPACE}", colon_follows)
+        ws = self.skip_ws()
         restrictions: list[TypeRestriction] = []
-        rewrite = self._expr(restrictions, leftmost=True)
-        if self.tok.kind not in (NL, EOF):
-            if self.peek().kind in (NL, EOF):
-                self.extraneous("{<EOF>, NEWLINE}")
-            else:
-                raise self.mismatched_line("{<EOF>, NEWLINE}")
-        return RelationDef(name, rewrite, restrictions)
+        rewrite = self._expr(restrictions, leftmost=True, ws_before=ws)
+        rel = RelationDef(name, rewrite, restrictions)
+        tok = self.tok
+        if tok.kind in (NL, EOF):
+            return rel
+        if tok.kind == WS:
+            if _is_operator(self.peek()) or self.last_was_name:
+                # e.g. operators of different kinds (or a second `but not`) without parentheses.
+                raise self.mismatched("{<EOF>, NEWLINE}")
+            raise self.no_viable(self.i)
+        if self.peek().kind in (NL, EOF):
+            self.extraneous("{<EOF>, NEWLINE}")
+            rel.broken = True
+            return rel
+        if self.last_was_name:
+            raise self.mismatched("{<EOF>, NEWLINE}")
+        raise self.no_viable(self.i)
 
     # -- relation definitions ------------------------------------------------------------------------------
     def _op_after_ws(self) -> Token | None:
-        if self.tok.kind != WS:
-            return None
-        nxt = self.peek()
-        if nxt.kind == BUTNOT or nxt.is_word("or", "and"):
-            return nxt
+        if self.tok.kind == WS and _is_operator(self.peek()):
+            return self.peek()
         return None
 
     @staticmethod
@@ -371,10 +379,8 @@ class Parser:
             return "difference"
         return "union" if tok.text == "or" else "intersection"
 
-    def _expr(
-        self, restrictions: list[TypeRestriction], leftmost: bool, after_paren: bool = False
-    ) -> Rewrite:
-        first = self._operand(restrictions, leftmost, after_paren)
+    def _expr(self, restrictions: list[TypeRestriction], leftmost: bool, ws_before: bool) -> Rewrite:
+        first = self._operand(restrictions, leftmost, ws_before)
         op_tok = self._op_after_ws()
         if op_tok is None:
             return first
@@ -388,49 +394,64 @@ class Parser:
                 break
             self.advance()
             self.advance()
-            self.expect_ws(line_level=True)
-            children.append(self._operand(restrictions, False))
+            self.expect_ws(follows=lambda t: _starts_operand(t) or t.is_punct("["))
+            children.append(self._operand(restrictions, False, True))
         start = first.span
         end = children[-1].span
         return Rewrite(op, Span(start.line, start.start, end.end, self.file), children=children)
 
-    def _operand(
-        self, restrictions: list[TypeRestriction], leftmost: bool, after_paren: bool = False
-    ) -> Rewrite:
-        expecting = "{" + ("'[', " if leftmost else "") + "'(', " + ("WHITESPACE, " if after_paren else "")
+    def _operand(self, restrictions: list[TypeRestriction], leftmost: bool, ws_before: bool) -> Rewrite:
+        expecting = "{" + ("'[', " if leftmost else "") + "'(', " + ("" if ws_before else "WHITESPACE, ")
         expecting += NAME_SET + "}"
-        tok = self.tok
-        if tok.is_punct("[") and not leftmost:
-            # The direct assignment may only be the first operand.
-            if _starts_operand(self.peek()) or (after_paren and self.peek().kind == WS):
+
+        def can_start(t: Token) -> bool:
+            return _starts_operand(t) or (leftmost and t.is_punct("[")) or (not ws_before and t.kind == WS)
+
+        while not can_start(self.tok):
+            if self.tok.is_punct("[") or can_start(self.peek()):
+                # Includes a direct assignment that is not the first operand: only the first may be one.
                 self.extraneous(expecting)
-                self.skip_ws()
-                tok = self.tok
-            else:
-                raise self.mismatched_line(expecting)
+                if self.skip_ws():
+                    ws_before = True
+                continue
+            raise self.mismatched(expecting)
+        if self.tok.kind == WS:
+            self.skip_ws()
+            ws_before = True
+            return self._operand(restrictions, leftmost, ws_before)
+        tok = self.tok
         if tok.is_punct("["):
+            self.last_was_name = False
             return self._direct(restrictions)
         if tok.is_punct("("):
+            open_index = self.i
             self.advance()
             ws = self.skip_ws()
-            inner = self._expr(restrictions, leftmost, after_paren=not ws)
+            inner = self._expr(restrictions, leftmost, ws_before=ws)
+            first = True
             while True:
-                ws = self.skip_ws()
+                if (
+                    self.tok.kind == WS
+                    and first
+                    and not (self.peek().is_punct(")") or _is_operator(self.peek()))
+                ):
+                    raise self.no_viable(open_index, self.peek())
+                first = False
+                self.skip_ws()
                 if self.tok.is_punct(")"):
                     self.advance()
+                    self.last_was_name = False
                     return inner
                 if self.peek().is_punct(")") or self.peek().kind == WS:
                     self.extraneous("{')', WHITESPACE}")
                     continue
-                raise self.mismatched_line("{')', WHITESPACE}")
-        if not _is_name(tok):
-            raise self.mismatched_line(expecting)
-        rel = self.name(line_level=True)
+                raise self.mismatched("{')', WHITESPACE}")
+        rel = self.name()
         if self.tok.kind == WS and self.peek().is_word("from"):
             self.advance()
             self.advance()
-            self.expect_ws(line_level=True)
-            tupleset = self.name(line_level=True)
+            self.expect_ws(follows=_is_name)
+            tupleset = self.name()
             return Rewrite(
                 "ttu",
                 Span(rel.span.line, rel.span.start, tupleset.span.end, self.file),
@@ -458,15 +479,24 @@ class Parser:
             restriction = self._restriction(ws, nl)
             if restriction is not None:
                 restrictions.append(restriction)
-            ws, nl = self._bracket_gap()
+                if restriction.closed_by is not None:
+                    close = restriction.closed_by
+                    break
+            while True:
+                ws, nl = self._bracket_gap()
+                if self.tok.is_punct(",") or self.tok.is_punct("]"):
+                    break
+                nxt = self.peek()
+                if nxt.is_punct(",") or nxt.is_punct("]") or nxt.kind == NL or (not ws and nxt.kind == WS):
+                    self.extraneous("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
+                    continue
+                raise self.mismatched("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
             if self.tok.is_punct(","):
                 self.advance()
                 ws, nl = self._bracket_gap()
                 continue
-            if self.tok.is_punct("]"):
-                close = self.advance()
-                break
-            raise self.mismatched_line("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
+            close = self.advance()
+            break
         return Rewrite(
             "this",
             Span(open_tok.line, open_tok.column, close.column + 1, self.file),
@@ -475,9 +505,12 @@ class Parser:
 
     def _restriction(self, ws: bool, nl: bool) -> TypeRestriction | None:
         while not _is_name(self.tok):
-            expecting = "{" + ("" if ws else "WHITESPACE, ") + NAME_SET + ("" if nl else ", NEWLINE") + "}"
+            # After a line end (which carries the next line's indentation) only a name may come.
+            expecting = (
+                "{" + ("" if ws or nl else "WHITESPACE, ") + NAME_SET + ("" if nl else ", NEWLINE") + "}"
+            )
             nxt = self.peek()
-            if _is_name(nxt) or nxt.kind in ((WS,) if not ws else ()) + ((NL,) if not nl else ()):
+            if _is_name(nxt) or nxt.kind in ((WS,) if not (ws or nl) else ()) + ((NL,) if not nl else ()):
                 self.extraneous(expecting)
                 more_ws, more_nl = self._bracket_gap()
                 ws = more_ws if more_nl else (ws or more_ws)
@@ -487,29 +520,37 @@ class Parser:
             self.report(f"mismatched input '{self.tok.display}' expecting {NAME_EXPECTED}")
             self.drop()
             return None
+        type_index = self.i
         type_tok = self.tok
-        type_name = self.name(line_level=True)
+        type_name = self.name()
         restriction = TypeRestriction(type_name)
         end = type_name.span.end
         if self.tok.is_punct(":"):
             self.advance()
             if not self.tok.is_punct("*"):
-                raise self.mismatched_line("'*'")
+                raise self.no_viable(type_index)
             end = self.advance().column + 1
             restriction.wildcard = True
         elif self.tok.is_punct("#"):
             self.advance()
             if not _is_name(self.tok):
-                text = "".join(t.display for t in self.toks[self.i - 2 : self.i + 1])
-                raise self.skip_line(f"no viable alternative at input '{text}'", self.tok)
-            restriction.relation = self.name(line_level=True)
+                offending = self.tok
+                self.no_viable(type_index)
+                if offending.is_punct("]"):
+                    # ANTLR's recovery resynchronises on the `]`, which closes the assignment.
+                    self.drop()
+                    restriction.closed_by = offending
+                    restriction.span = Span(type_tok.line, type_tok.column, end, self.file)
+                    return restriction
+                raise _Fail()
+            restriction.relation = self.name()
             end = restriction.relation.span.end
         restriction.span = Span(type_tok.line, type_tok.column, end, self.file)
         if self.tok.kind == WS and self.peek().is_word("with"):
             self.advance()
             self.advance()
-            self.expect_ws(line_level=True)
-            restriction.condition = self.name(line_level=True)
+            self.expect_ws(follows=_is_name)
+            restriction.condition = self.name()
         return restriction
 
     # -- conditions ----------------------------------------------------------------------------------------
@@ -541,22 +582,22 @@ class Parser:
 
     def _condition(self) -> ConditionDef:
         self.advance()
-        self.expect_ws()
+        self.expect_ws(follows=_is_name)
         name = self.name()
         self.skip_ws()
-        self.expect_punct("(")
+        self.expect(lambda t: t.is_punct("("), "'('")
         ws = self.skip_ws()
         params: list[ConditionParam] = []
         while True:
-            tok = self.tok
-            if not (
-                tok.kind == WORD and IDENTIFIER_RE.match(tok.text) and tok.text not in PARAM_NAME_EXCLUDED
-            ):
-                expecting = "{" + ("" if ws else "WHITESPACE, ") + "IDENTIFIER, NEWLINE}"
-                self.report(f"mismatched input '{tok.display}' expecting {expecting}")
-                if not params:
-                    self._body_start_error()
-                raise _Fail(None)
+            expecting = "{" + ("" if ws else "WHITESPACE, ") + "IDENTIFIER, NEWLINE}"
+            if not _is_param_name(self.tok):
+                if _is_param_name(self.peek()):
+                    self.extraneous(expecting)
+                else:
+                    self.report(f"mismatched input '{self.tok.display}' expecting {expecting}")
+                    if not params:
+                        self._body_start_error()
+                    raise _Fail()
             param = self._param()
             if any(p.name.text == param.name.text for p in params):
                 self.errors.append(
@@ -566,43 +607,39 @@ class Parser:
                     )
                 )
             params.append(param)
-            self.skip_ws()
-            if self.tok.is_punct(","):
-                self.advance()
+            ws = self.skip_ws()
+            after = "{',', ')', " + ("" if ws else "WHITESPACE, ") + "NEWLINE}"
+            tok = self.expect(lambda t: t.is_punct(",") or t.is_punct(")"), after)
+            if tok.is_punct(","):
                 ws = self.skip_ws()
                 continue
-            self.expect_punct(")", "{',', ')', NEWLINE}")
             break
         ws = self.skip_ws()
-        if self.tok.kind != CEL:
-            raise self.mismatched("{" + ("" if ws else "WHITESPACE, ") + "'{'}")
-        body = self.advance()
+        body = self.expect(lambda t: t.kind == CEL, "{" + ("" if ws else "WHITESPACE, ") + "'{'}")
         return ConditionDef(name, params, strip_cel_comments(body.text).strip())
 
     def _param(self) -> ConditionParam:
-        name = self.name()
+        tok = self.advance()
+        name = Name(tok.text, self._span(tok))
+        ws = self.skip_ws()
+        self.expect(
+            lambda t: t.is_punct(":"),
+            "':'" if ws else "{':', WHITESPACE}",
+            lambda t: t.kind == WS or t.is_word(*PARAM_TYPES, *PARAM_CONTAINERS),
+        )
         self.skip_ws()
-        if self.tok.is_punct(":"):
-            self.advance()
-        elif self.tok.is_word(*PARAM_TYPES, *PARAM_CONTAINERS):
-            self.report(f"missing ':' at '{self.tok.display}'")
-        else:
-            raise self.mismatched("':'")
-        self.skip_ws()
-        tok = self.tok
-        if tok.is_word(*PARAM_CONTAINERS):
-            self.advance()
-            self.expect_punct("<")
-            inner = self.tok
-            if not inner.is_word(*PARAM_TYPES):
-                raise self.mismatched("CONDITION_PARAM_TYPE")
-            self.advance()
-            self.expect_punct(">")
-            return ConditionParam(name, tok.text, inner.text)
-        if not tok.is_word(*PARAM_TYPES):
-            raise self.mismatched("CONDITION_PARAM_TYPE")
-        self.advance()
-        return ConditionParam(name, tok.text)
+        kind = self.expect(
+            lambda t: t.is_word(*PARAM_TYPES, *PARAM_CONTAINERS),
+            "{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}",
+        )
+        if kind.text in PARAM_CONTAINERS:
+            self.expect(lambda t: t.is_punct("<"), "'<'")
+            inner = self.expect(
+                lambda t: t.is_word(*PARAM_TYPES), "CONDITION_PARAM_TYPE", lambda t: t.is_punct(">")
+            )
+            self.expect(lambda t: t.is_punct(">"), "'>'")
+            return ConditionParam(name, kind.text, inner.text or PARAM_TYPES[0])
+        return ConditionParam(name, kind.text)
 
 
 def strip_cel_comments(text: str) -> str:
