@@ -67,7 +67,9 @@ def settings_for(tmp_path: Path, database_url: str, *, auth: bool) -> Settings:
 
 @pytest.fixture
 async def fga_services(tmp_path: Path, database_url: str) -> AsyncIterator[Services]:
-    services = Services(settings_for(tmp_path, database_url, auth=False), clock=FrozenClock(at=1_800_000_000.0))
+    services = Services(
+        settings_for(tmp_path, database_url, auth=False), clock=FrozenClock(at=1_800_000_000.0)
+    )
     await upgrade(services.db)
     try:
         yield services
@@ -79,7 +81,9 @@ async def fga_services(tmp_path: Path, database_url: str) -> AsyncIterator[Servi
 async def api(fga_services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """The /fga API with authentication off (the loopback-only opt-out)."""
     app = create_app(services=fga_services)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://127.0.0.1/fga") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://127.0.0.1/fga"
+    ) as client:
         yield client
 
 

@@ -19,7 +19,9 @@ from tests.fga.server.conftest import ISSUER, model_json, settings_for
 AUDIENCE = f"{ISSUER}/fga"
 
 
-async def token(services: Services, *, scope: str, aud: Any = AUDIENCE, typ: str = "at+jwt", **claims: Any) -> str:
+async def token(
+    services: Services, *, scope: str, aud: Any = AUDIENCE, typ: str = "at+jwt", **claims: Any
+) -> str:
     now = int(time.time())
     body = {
         "iss": ISSUER,
@@ -40,7 +42,9 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-async def test_missing_and_bad_tokens_are_401_with_openfga_codes(secured: tuple[httpx.AsyncClient, Services]) -> None:
+async def test_missing_and_bad_tokens_are_401_with_openfga_codes(
+    secured: tuple[httpx.AsyncClient, Services],
+) -> None:
     api, services = secured
     r = await api.get("/stores")
     assert r.status_code == 401
@@ -134,7 +138,9 @@ def test_opt_out_is_refused_beyond_loopback(tmp_path: Path, sqlite_url: str) -> 
     assert create_app(settings_for(tmp_path, sqlite_url, auth=True).model_copy(update={"host": "0.0.0.0"}))
 
 
-async def test_the_api_is_registered_once_with_its_scopes(secured: tuple[httpx.AsyncClient, Services]) -> None:
+async def test_the_api_is_registered_once_with_its_scopes(
+    secured: tuple[httpx.AsyncClient, Services],
+) -> None:
     _, services = secured
     from tessera.oauth.resources import ApiStore
 

@@ -23,7 +23,9 @@ async def test_store_lifecycle(api: httpx.AsyncClient) -> None:
 
     page = (await api.get("/stores", params={"page_size": 2})).json()
     assert len(page["stores"]) == 2 and page["continuation_token"]
-    rest = (await api.get("/stores", params={"page_size": 2, "continuation_token": page["continuation_token"]})).json()
+    rest = (
+        await api.get("/stores", params={"page_size": 2, "continuation_token": page["continuation_token"]})
+    ).json()
     assert {s["id"] for s in page["stores"] + rest["stores"]} == set(ids)
     assert rest["continuation_token"] == ""
     named = (await api.get("/stores", params={"name": "s1"})).json()
@@ -67,7 +69,8 @@ async def test_write_read_check_and_delete(api: httpx.AsyncClient) -> None:
         tk("user:*", "viewer", "folder:public"),
     ]
     r = await api.post(
-        f"/stores/{store_id}/write", json={"writes": {"tuple_keys": writes}, "authorization_model_id": model_id}
+        f"/stores/{store_id}/write",
+        json={"writes": {"tuple_keys": writes}, "authorization_model_id": model_id},
     )
     assert r.status_code == 200 and r.json() == {}
 
@@ -83,12 +86,15 @@ async def test_write_read_check_and_delete(api: httpx.AsyncClient) -> None:
 
     seen, token = [], ""
     while True:
-        page = (await api.post(f"/stores/{store_id}/read", json={"page_size": 2, "continuation_token": token})).json()
+        page = (
+            await api.post(f"/stores/{store_id}/read", json={"page_size": 2, "continuation_token": token})
+        ).json()
         assert set(page["tuples"][0]) == {"key", "timestamp"}
         seen += [t["key"] for t in page["tuples"]]
         token = page["continuation_token"]
         if not token:
             break
+
     def order(k: dict) -> tuple:
         return (k["object"], k["relation"], k["user"])
 
@@ -96,7 +102,9 @@ async def test_write_read_check_and_delete(api: httpx.AsyncClient) -> None:
     r = await api.post(f"/stores/{store_id}/read", json={"tuple_key": {"object": "document:"}})
     assert r.status_code == 400 and r.json()["code"] == "validation_error"  # a type alone needs a user
     by_user = (
-        await api.post(f"/stores/{store_id}/read", json={"tuple_key": {"object": "document:", "user": "folder:f1"}})
+        await api.post(
+            f"/stores/{store_id}/read", json={"tuple_key": {"object": "document:", "user": "folder:f1"}}
+        )
     ).json()
     assert [t["key"] for t in by_user["tuples"]] == [writes[1]]
 
@@ -152,7 +160,9 @@ async def test_contextual_tuples_batch_check_expand_list_objects_list_users(api:
         json={"tuple_key": tk("user:carl", "viewer", "document:d3"), "contextual_tuples": ctx},
     )
     assert r.json()["allowed"] is True
-    r = await api.post(f"/stores/{store_id}/check", json={"tuple_key": tk("user:carl", "viewer", "document:d3")})
+    r = await api.post(
+        f"/stores/{store_id}/check", json={"tuple_key": tk("user:carl", "viewer", "document:d3")}
+    )
     assert r.json()["allowed"] is False
 
     r = await api.post(
@@ -171,11 +181,14 @@ async def test_contextual_tuples_batch_check_expand_list_objects_list_users(api:
     assert result["a-2"] == {"allowed": False}  # blocked: the exclusion wins
     assert result["bad"]["error"]["input_error"] == "validation_error"
 
-    r = await api.post(f"/stores/{store_id}/expand", json={"tuple_key": {"object": "document:d1", "relation": "owner"}})
+    r = await api.post(
+        f"/stores/{store_id}/expand", json={"tuple_key": {"object": "document:d1", "relation": "owner"}}
+    )
     assert r.json()["tree"]["root"]["leaf"]["users"]["users"] == ["user:anne"]
 
     r = await api.post(
-        f"/stores/{store_id}/list-objects", json={"user": "user:anne", "relation": "viewer", "type": "document"}
+        f"/stores/{store_id}/list-objects",
+        json={"user": "user:anne", "relation": "viewer", "type": "document"},
     )
     assert r.json() == {"objects": ["document:d1"]}
     r = await api.post(
@@ -202,8 +215,13 @@ async def test_contextual_tuples_batch_check_expand_list_objects_list_users(api:
 async def test_read_changes_pages_and_polls(api: httpx.AsyncClient) -> None:
     store_id, _ = await new_store_with_model(api)
     for i in range(3):
-        await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:a", "owner", f"document:{i}")]}})
-    await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:a", "owner", "folder:x")]}})
+        await api.post(
+            f"/stores/{store_id}/write",
+            json={"writes": {"tuple_keys": [tk("user:a", "owner", f"document:{i}")]}},
+        )
+    await api.post(
+        f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:a", "owner", "folder:x")]}}
+    )
     first = (await api.get(f"/stores/{store_id}/changes", params={"type": "document", "page_size": 2})).json()
     assert [c["tuple_key"]["object"] for c in first["changes"]] == ["document:0", "document:1"]
     assert first["changes"][0]["operation"] == "TUPLE_OPERATION_WRITE"
@@ -215,7 +233,8 @@ async def test_read_changes_pages_and_polls(api: httpx.AsyncClient) -> None:
     ).json()
     assert [c["tuple_key"]["object"] for c in second["changes"]] == ["document:2"]
     r = await api.get(
-        f"/stores/{store_id}/changes", params={"type": "folder", "continuation_token": first["continuation_token"]}
+        f"/stores/{store_id}/changes",
+        params={"type": "folder", "continuation_token": first["continuation_token"]},
     )
     assert r.status_code == 400 and r.json()["code"] == "invalid_continuation_token"
 
@@ -241,17 +260,28 @@ async def test_malformed_json_models_are_refused(api: httpx.AsyncClient) -> None
     bad_models = [
         {"schema_version": "1.1", "type_definitions": []},  # too few type definitions
         {"type_definitions": [{"type": "user"}]},  # schema_version missing
-        {"schema_version": "1.1", "type_definitions": [{"type": "doc", "relations": {"viewer": {"computedUserset": {"relation": "nope"}}}}]},
+        {
+            "schema_version": "1.1",
+            "type_definitions": [
+                {"type": "doc", "relations": {"viewer": {"computedUserset": {"relation": "nope"}}}}
+            ],
+        },
         {"schema_version": "0.9", "type_definitions": [{"type": "user"}]},
         {"schema_version": "1.1", "type_definitions": "user"},
     ]
     for model in bad_models:
         r = await api.post(f"/stores/{store_id}/authorization-models", json=model)
         assert r.status_code == 400, (model, r.text)
-        assert r.json()["code"] in {"validation_error", "invalid_authorization_model", "unsupported_schema_version"}
+        assert r.json()["code"] in {
+            "validation_error",
+            "invalid_authorization_model",
+            "unsupported_schema_version",
+        }
         assert r.json()["message"]
     r = await api.post(
-        f"/stores/{store_id}/authorization-models", content=b"{not json", headers={"content-type": "application/json"}
+        f"/stores/{store_id}/authorization-models",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
     )
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     assert (await api.get(f"/stores/{store_id}/authorization-models")).json()["authorization_models"] == []
@@ -264,13 +294,21 @@ async def test_unknown_types_and_relations(api: httpx.AsyncClient) -> None:
     assert "spaceship" in r.json()["message"]
     r = await api.post(f"/stores/{store_id}/check", json={"tuple_key": tk("user:a", "pilot", "document:1")})
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
-    r = await api.post(f"/stores/{store_id}/list-objects", json={"user": "user:a", "relation": "viewer", "type": "spaceship"})
+    r = await api.post(
+        f"/stores/{store_id}/list-objects", json={"user": "user:a", "relation": "viewer", "type": "spaceship"}
+    )
     assert r.status_code == 400 and r.json()["code"] == "type_not_found"
-    r = await api.post(f"/stores/{store_id}/list-objects", json={"user": "user:a", "relation": "pilot", "type": "document"})
+    r = await api.post(
+        f"/stores/{store_id}/list-objects", json={"user": "user:a", "relation": "pilot", "type": "document"}
+    )
     assert r.status_code == 400 and r.json()["code"] == "relation_not_found"
-    r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:a", "pilot", "document:1")]}})
+    r = await api.post(
+        f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:a", "pilot", "document:1")]}}
+    )
     assert r.status_code == 400 and r.json()["code"] in {"validation_error", "invalid_tuple"}
-    r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("robot:a", "owner", "document:1")]}})
+    r = await api.post(
+        f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("robot:a", "owner", "document:1")]}}
+    )
     assert r.status_code == 400
     assert await _tuple_count(api, store_id) == 0
 
@@ -280,18 +318,28 @@ async def test_oversized_writes_batches_and_fields(api: httpx.AsyncClient) -> No
     too_many = [tk(f"user:u{i}", "owner", "document:d") for i in range(101)]
     r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": too_many}})
     assert r.status_code == 400 and r.json()["code"] == "exceeded_entity_limit"
-    checks = [{"tuple_key": tk("user:a", "viewer", "document:d"), "correlation_id": f"c{i}"} for i in range(51)]
+    checks = [
+        {"tuple_key": tk("user:a", "viewer", "document:d"), "correlation_id": f"c{i}"} for i in range(51)
+    ]
     r = await api.post(f"/stores/{store_id}/batch-check", json={"checks": checks})
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     ctx = {"tuple_keys": [tk(f"user:u{i}", "owner", "document:d") for i in range(101)]}
-    r = await api.post(f"/stores/{store_id}/check", json={"tuple_key": tk("user:a", "viewer", "document:d"), "contextual_tuples": ctx})
+    r = await api.post(
+        f"/stores/{store_id}/check",
+        json={"tuple_key": tk("user:a", "viewer", "document:d"), "contextual_tuples": ctx},
+    )
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
-    r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:a", "owner", "document:" + "x" * 300)]}})
+    r = await api.post(
+        f"/stores/{store_id}/write",
+        json={"writes": {"tuple_keys": [tk("user:a", "owner", "document:" + "x" * 300)]}},
+    )
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     r = await api.post(f"/stores/{store_id}/read", json={"page_size": 101})
     assert r.status_code == 400 and r.json()["code"] == "page_size_invalid"
     assertions = [{"tuple_key": tk("user:a", "viewer", "document:d"), "expectation": True}] * 101
-    model_id = (await api.get(f"/stores/{store_id}/authorization-models")).json()["authorization_models"][0]["id"]
+    model_id = (await api.get(f"/stores/{store_id}/authorization-models")).json()["authorization_models"][0][
+        "id"
+    ]
     r = await api.put(f"/stores/{store_id}/assertions/{model_id}", json={"assertions": assertions})
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     assert await _tuple_count(api, store_id) == 0
@@ -302,16 +350,25 @@ async def test_duplicates_and_missing_tuples(api: httpx.AsyncClient) -> None:
     one = tk("user:a", "owner", "document:d")
     r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [one, one]}})
     assert r.status_code == 400 and r.json()["code"] == "cannot_allow_duplicate_tuples_in_one_request"
-    assert (await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [one]}})).status_code == 200
-    r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [tk("user:b", "owner", "document:d"), one]}})
+    assert (
+        await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [one]}})
+    ).status_code == 200
+    r = await api.post(
+        f"/stores/{store_id}/write",
+        json={"writes": {"tuple_keys": [tk("user:b", "owner", "document:d"), one]}},
+    )
     assert r.status_code == 400 and r.json()["code"] == "write_failed_due_to_invalid_input"
     assert await _tuple_count(api, store_id) == 1  # user:b was not written either
-    r = await api.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [one], "on_duplicate": "ignore"}})
+    r = await api.post(
+        f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [one], "on_duplicate": "ignore"}}
+    )
     assert r.status_code == 200
     missing = tk("user:z", "owner", "document:d")
     r = await api.post(f"/stores/{store_id}/write", json={"deletes": {"tuple_keys": [missing]}})
     assert r.status_code == 400 and r.json()["code"] == "write_failed_due_to_invalid_input"
-    r = await api.post(f"/stores/{store_id}/write", json={"deletes": {"tuple_keys": [missing], "on_missing": "ignore"}})
+    r = await api.post(
+        f"/stores/{store_id}/write", json={"deletes": {"tuple_keys": [missing], "on_missing": "ignore"}}
+    )
     assert r.status_code == 200
     r = await api.post(f"/stores/{store_id}/write", json={})
     assert r.status_code == 400 and r.json()["code"] == "invalid_write_input"
@@ -320,7 +377,9 @@ async def test_duplicates_and_missing_tuples(api: httpx.AsyncClient) -> None:
 async def test_bad_ids_unknown_stores_models_and_paths(api: httpx.AsyncClient) -> None:
     r = await api.post("/stores/not-a-ulid/check", json={"tuple_key": tk("user:a", "viewer", "document:d")})
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
-    r = await api.post("/stores/01HZZZZZZZZZZZZZZZZZZZZZZZ/check", json={"tuple_key": tk("user:a", "viewer", "document:d")})
+    r = await api.post(
+        "/stores/01HZZZZZZZZZZZZZZZZZZZZZZZ/check", json={"tuple_key": tk("user:a", "viewer", "document:d")}
+    )
     assert r.status_code == 404 and r.json()["code"] == "store_id_not_found"
     store_id = await new_store(api)
     r = await api.post(f"/stores/{store_id}/check", json={"tuple_key": tk("user:a", "viewer", "document:d")})
