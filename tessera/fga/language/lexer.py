@@ -175,15 +175,11 @@ class Lexer:
                 j = i
                 while j < n and src[j] in _WORD_CHARS:
                     j += 1
-                word = src[i:j]
-                if word == "but":
-                    k = j
-                    while k < n and src[k] in " \t":
-                        k += 1
-                    if k > j and src.startswith("not", k) and (k + 3 >= n or src[k + 3] not in _WORD_CHARS):
-                        out.append(self._token(BUTNOT, i, k + 3, src[i : k + 3]))
-                        i = k + 3
-                        continue
+                if src.startswith("but not", i):
+                    # `but not` is one token, exactly so spelled, even when a name follows it directly.
+                    out.append(self._token(BUTNOT, i, i + 7))
+                    i += 7
+                    continue
                 out.append(self._token(WORD, i, j))
                 i = j
         line, col = self.position(n)

@@ -94,7 +94,6 @@ class Parser:
         self.i = 0
         self.errors: list[ErrorDetail] = []
         self.recovering = False
-        self.last_was_name = False
 
     def _span(self, tok: Token) -> Span:
         return Span(tok.line, tok.column, tok.column + tok.width, self.file)
@@ -174,7 +173,6 @@ class Parser:
 
     def name(self) -> Name:
         tok = self.expect(_is_name, NAME_EXPECTED)
-        self.last_was_name = True
         return Name(tok.text, self._span(tok))
 
     # -- file ----------------------------------------------------------------------------------------------
@@ -231,16 +229,22 @@ class Parser:
                 lambda t: t.kind == WORD and SCHEMA_VERSION_RE.match(t.text) is not None, "SCHEMA_VERSION"
             )
             schema_version, schema_span = version.text, self._span(version)
+            header_broken = False
             if self.tok.kind not in (NL, EOF):
-                raise self.no_viable(self.i)
+                if self.peek().kind in (NL, EOF):
+                    self.extraneous("{<EOF>, NEWLINE}")
+                    header_broken = True
+                else:
+                    raise self.no_viable(self.i)
         else:
+            header_broken = False
             self.advance()
             self.expect_ws()
             module = self.name()
         types: list[TypeDef] = []
         conditions: list[ConditionDef] = []
         extended: set[str] = set()
-        previous = "header"
+        previous = "broken" if header_broken else "header"
         while True:
             if self.tok.kind == EOF:
                 break
@@ -303,7 +307,7 @@ class Parser:
                 self.extraneous("{<EOF>, NEWLINE}")
                 typedef.broken = True
                 return typedef
-            raise self.mismatched("{<EOF>, NEWLINE}")
+            raise self.no_viable(self.i)
         if self.tok.kind == NL and self._after_newline().is_word("relations"):
             start = self.i
             self.advance()
@@ -318,7 +322,10 @@ class Parser:
                 raise self.no_viable(start)
             while self.tok.kind == NL and self._after_newline().is_word("define"):
                 if typedef.broken:
-                    raise self.no_viable(self.i, self._after_newline())
+                    start = self.i
+                    self.advance()
+                    self.skip_ws()
+                    raise self.no_viable(start)
                 self.advance()
                 self.skip_ws()
                 self.advance()
@@ -342,6 +349,7 @@ class Parser:
         return self.peek(k)
 
     def _define(self) -> RelationDef | None:
+        errors_before = len(self.errors)
         self.expect_ws(follows=_is_name)
         name = self.name()
         ws = self.skip_ws()
@@ -354,16 +362,19 @@ class Parser:
         tok = self.tok
         if tok.kind in (NL, EOF):
             return rel
+        # What ANTLR reports here depends on how it got here: after an operator of another kind (which needs
+        # parentheses) or once an error was recovered from in this definition, the line end is "mismatched";
+        # otherwise its prediction fails and reports "no viable alternative".
+        recovered = len(self.errors) > errors_before
         if tok.kind == WS:
-            if _is_operator(self.peek()) or self.last_was_name:
-                # e.g. operators of different kinds (or a second `but not`) without parentheses.
+            if _is_operator(self.peek()) or recovered:
                 raise self.mismatched("{<EOF>, NEWLINE}")
             raise self.no_viable(self.i)
         if self.peek().kind in (NL, EOF):
             self.extraneous("{<EOF>, NEWLINE}")
             rel.broken = True
             return rel
-        if self.last_was_name:
+        if recovered:
             raise self.mismatched("{<EOF>, NEWLINE}")
         raise self.no_viable(self.i)
 
@@ -421,7 +432,6 @@ class Parser:
             return self._operand(restrictions, leftmost, ws_before)
         tok = self.tok
         if tok.is_punct("["):
-            self.last_was_name = False
             return self._direct(restrictions)
         if tok.is_punct("("):
             open_index = self.i
@@ -440,7 +450,6 @@ class Parser:
                 self.skip_ws()
                 if self.tok.is_punct(")"):
                     self.advance()
-                    self.last_was_name = False
                     return inner
                 if self.peek().is_punct(")") or self.peek().kind == WS:
                     self.extraneous("{')', WHITESPACE}")
@@ -487,7 +496,7 @@ class Parser:
                 if self.tok.is_punct(",") or self.tok.is_punct("]"):
                     break
                 nxt = self.peek()
-                if nxt.is_punct(",") or nxt.is_punct("]") or nxt.kind == NL or (not ws and nxt.kind == WS):
+                if nxt.is_punct(",") or nxt.is_punct("]") or (not ws and nxt.kind == WS):
                     self.extraneous("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
                     continue
                 raise self.mismatched("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
@@ -517,7 +526,7 @@ class Parser:
                 nl = nl or more_nl
                 continue
             # Mismatched: ANTLR reports it and drops the token, then resumes after the restriction.
-            self.report(f"mismatched input '{self.tok.display}' expecting {NAME_EXPECTED}")
+            self.report(f"mismatched input '{self.tok.display}' expecting {expecting}")
             self.drop()
             return None
         type_index = self.i
@@ -549,8 +558,9 @@ class Parser:
         if self.tok.kind == WS and self.peek().is_word("with"):
             self.advance()
             self.advance()
-            self.expect_ws(follows=_is_name)
-            restriction.condition = self.name()
+            self.expect_ws(follows=_is_param_name)
+            cond = self.expect(_is_param_name, "{IDENTIFIER, '$expression'}")
+            restriction.condition = Name(cond.text, self._span(cond))
         return restriction
 
     # -- conditions ----------------------------------------------------------------------------------------
@@ -584,8 +594,8 @@ class Parser:
         self.advance()
         self.expect_ws(follows=_is_name)
         name = self.name()
-        self.skip_ws()
-        self.expect(lambda t: t.is_punct("("), "'('")
+        ws = self.skip_ws()
+        self.expect(lambda t: t.is_punct("("), "'('" if ws else "{'(', WHITESPACE}")
         ws = self.skip_ws()
         params: list[ConditionParam] = []
         while True:
