@@ -24,6 +24,7 @@ from tessera.settings import Settings
 APP_FACTORY = "tessera.web.app:create_app"
 DEMO_EMAIL = "demo@example.com"
 DEMO_SECRETS_FILE = "demo-secrets.json"
+WORKER_HEALTHCHECK_SECONDS = 30
 
 # The settings a command may hand to its workers: every field the flags can set, and what dev derives.
 EXPORTED_FIELDS = (
@@ -85,6 +86,9 @@ def _run_uvicorn(settings: Settings) -> None:
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_level=settings.log_level.lower(),
         server_header=False,
+        # uvicorn replaces a worker that does not answer its supervisor within this time; starting a worker
+        # (a fresh interpreter importing the app) takes longer than uvicorn's 5 s default on a busy host.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 
