@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     client_id_metadata_document_supported: bool = Field(
         False, description="Accept https URLs as client_id (Client ID Metadata Documents)."
     )
+    # oauth extras: dynamic registration, Client ID Metadata Documents, logout (tessera/oauth/registration.py,
+    # metadata_documents.py, logout.py).
+    registration_rate_limit: int = Field(20, ge=1, description="Dynamic registrations per IP per window.")
+    registration_rate_window: int = Field(3600, ge=1, description="Seconds the registration count covers.")
+    metadata_document_timeout: float = Field(5.0, gt=0, le=30, description="Seconds to fetch a document.")
+    metadata_document_max_bytes: int = Field(5 * 1024, ge=512, le=65536, description="Largest document.")
+    backchannel_logout_timeout: float = Field(
+        2.0, gt=0, le=30, description="Seconds a back-channel logout POST may take."
+    )
 
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
     log_level: str = "info"

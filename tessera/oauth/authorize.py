@@ -274,6 +274,10 @@ class AuthorizationEndpoint:
                 ),
                 conn=conn,
             )
+            # Back-channel logout (tessera/oauth/logout.py) tells this client when the session ends.
+            await server.logout.remember(
+                session.id, session.user_id, request.client.client_id, now, conn=conn
+            )
         values = {"code": code}
         if request.state is not None:
             values["state"] = request.state

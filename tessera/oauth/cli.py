@@ -138,3 +138,9 @@ def list_apis(database_url: str = DatabaseUrlOption, as_json: bool = JsonOption)
         return
     for row in rows:
         typer.echo(f"{row['identifier']}  {' '.join(row['scopes'])}")  # type: ignore[arg-type]
+
+
+# Dynamic registration's initial access tokens (tessera/oauth/registration_cli.py).
+from tessera.oauth.registration_cli import initial_token  # noqa: E402
+
+clients_app.command("initial-token")(initial_token)

@@ -9,6 +9,7 @@ backchannel_logout_uri, ...), and the fields the server decides on are also colu
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -332,8 +333,13 @@ class ClientCache:
         self._ttl = ttl
         self._max = max_entries
         self._entries: dict[str, tuple[float, Client | None]] = {}
+        # Client ID Metadata Documents (tessera/oauth/metadata_documents.py): https client_ids are resolved
+        # by fetching the URL; that resolver keeps its own HTTP-driven cache.
+        self.url_resolver: Callable[[str], Awaitable[Client | None]] | None = None
 
     async def get(self, client_id: str) -> Client | None:
+        if self.url_resolver is not None and client_id.startswith("https://"):
+            return await self.url_resolver(client_id)
         now = time.monotonic()
         hit = self._entries.get(client_id)
         if hit is not None and now - hit[0] < self._ttl:

@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from tessera.oauth.client_auth import ASSERTION_ALGS
 from tessera.oauth.clients import AUTH_METHODS
+from tessera.oauth.logout import logout_metadata
 from tessera.oauth.pkce import METHODS_SUPPORTED
+from tessera.oauth.registration import registration_metadata
 from tessera.oauth.scopes import OIDC_SCOPES
 
 if TYPE_CHECKING:
@@ -68,4 +70,6 @@ async def metadata(server: OAuthServer) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,  # RFC 9207 3
         "client_id_metadata_document_supported": server.settings.client_id_metadata_document_supported,
         "access_token_signing_alg_values_supported": signing_algs,  # RFC 9068 access tokens
+        **registration_metadata(server),  # registration_endpoint (RFC 8414 2), unless registration is off
+        **logout_metadata(server),  # end_session_endpoint, backchannel_logout_* (tessera/oauth/logout.py)
     }

@@ -68,6 +68,16 @@ class OAuthServer:
         self.grants.register(AuthorizationCodeGrant(self))
         self.grants.register(RefreshTokenGrant(self))
         self.grants.register(ClientCredentialsGrant(self))
+        # Registration (RFC 7591/7592), Client ID Metadata Documents and logout: registration.py,
+        # metadata_documents.py, logout.py.
+        from tessera.oauth.logout import LogoutService
+        from tessera.oauth.metadata_documents import MetadataDocuments
+        from tessera.oauth.registration import Registrar
+
+        self.registrar = Registrar(self)
+        self.metadata_documents = MetadataDocuments(self)
+        self.clients.url_resolver = self.metadata_documents.resolve
+        self.logout = LogoutService(self)
 
     # --- helpers the grants share ---
 
@@ -155,6 +165,8 @@ class OAuthServer:
     async def aclose(self) -> None:
         await self.audit_buffer.aclose()
         await self.http.aclose()
+        await self.metadata_documents.aclose()
+        await self.logout.aclose()
 
 
 def details(**values: Any) -> dict[str, Any]:

@@ -271,4 +271,10 @@ def router(services: Services) -> APIRouter:
 
     routes.add_api_route("/userinfo", userinfo, methods=["GET", "POST"], summary="OIDC Core 5.3")
 
+    # Dynamic registration (RFC 7591/7592) and RP-initiated logout: their own modules.
+    from tessera.oauth import logout_web, registration_web
+
+    routes.include_router(registration_web.router(services))
+    routes.include_router(logout_web.router(services))
+
     return routes
