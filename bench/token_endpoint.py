@@ -370,7 +370,9 @@ def _cli_json(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     return record
 
 
-def start_tessera(procs: Processes, database: TesseraDatabase, work_dir: Path) -> Server:
+def start_tessera(
+    procs: Processes, database: TesseraDatabase, work_dir: Path, factory: str | None = None
+) -> Server:
     port = free_port()
     url = f"http://{HOST}:{port}"
     env = python_env()
@@ -398,7 +400,37 @@ def start_tessera(procs: Processes, database: TesseraDatabase, work_dir: Path) -
         raise BenchError(f"`tessera clients create --json` printed no {exc}: {client}") from exc
 
     has_serve = tessera_cli(["serve", "--help"], env).returncode == 0
-    if has_serve:
+    if factory is not None:
+        # An experiment: another app factory (a file path or a module), same settings, same server options.
+        target, _, function = factory.rpartition(":")
+        if not target or not function:
+            raise BenchError("--tessera-factory takes FILE.py:FUNCTION or MODULE:FUNCTION")
+        app_dir = str(REPO_DIR)
+        if target.endswith(".py"):
+            app_dir, target = str(Path(target).resolve().parent), Path(target).stem
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            f"{target}:{function}",
+            "--app-dir",
+            app_dir,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), env.get("PYTHONPATH")]))
+        how = f"uvicorn --factory {factory} (experiment)"
+    elif has_serve:
         argv = [sys.executable, "-m", "tessera.cli.main", "serve", "--host", HOST, "--port", str(port)]
         how = "tessera serve"
     else:
@@ -783,6 +815,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="after measuring, sample each Python server with py-spy during one more (unmeasured) run and "
         "print where its time goes; the raw stacks go to DIR",
     )
+    parser.add_argument(
+        "--tessera-factory",
+        default=None,
+        metavar="FILE.py:FUNCTION",
+        help="experiments: serve Tessera from this app factory with uvicorn instead of `tessera serve`",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write results as JSON")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
@@ -832,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.servers:
                 if name == "tessera":
                     database = tessera_database(args, work_dir)
-                    servers.append(start_tessera(procs, database, work_dir))
+                    servers.append(start_tessera(procs, database, work_dir, args.tessera_factory))
                 elif name == "oidc-provider":
                     servers.append(start_oidc_provider(procs))
                 else:
