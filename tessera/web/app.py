@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from tessera import __version__
 from tessera.admin import operations as admin_operations
@@ -34,13 +35,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await upgrade(services.db)
-        await admin_operations.ensure_api(
-            services,
-            admin_operations.management_api_identifier(settings.issuer),
-            scopes=admin_operations.MANAGEMENT_SCOPES,
-            name="Tessera Management API",
-        )
-        await fga_http.register_api(services)  # the <issuer>/fga API and its scopes, for /oauth/token
+        try:
+            await admin_operations.ensure_api(
+                services,
+                admin_operations.management_api_identifier(settings.issuer),
+                scopes=admin_operations.MANAGEMENT_SCOPES,
+                name="Tessera Management API",
+            )
+            await fga_http.register_api(services)  # the <issuer>/fga API and its scopes, for /oauth/token
+        except (OSError, SQLAlchemyError) as exc:
+            # Start anyway: /readyz answers 503 until the database is reachable, and the next start
+            # registers the built-in APIs.
+            log.warning("database not reachable at start-up: %s", exc.__class__.__name__)
         log.info("tessera %s serving %s", __version__, settings.issuer)
         try:
             yield
