@@ -70,7 +70,7 @@ async def _prepare(services: Services) -> None:
     _ = services.sealer
 
 
-def _run_uvicorn(settings: Settings) -> None:
+def _run_uvicorn(settings: Settings, *, forwarded_allow_ips: str | None = None) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -86,6 +86,10 @@ def _run_uvicorn(settings: Settings) -> None:
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_level=settings.log_level.lower(),
         server_header=False,
+        # X-Forwarded-For/-Proto are believed only from these proxies: client IPs drive the rate limits and
+        # the audit log, so a client must not be able to choose its own.
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips or "127.0.0.1",
         # uvicorn replaces a worker that does not answer its supervisor within this time; starting a worker
         # (a fresh interpreter importing the app) takes longer than uvicorn's 5 s default on a busy host.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
@@ -133,6 +137,12 @@ def serve_command(
     log_level: str | None = typer.Option(
         None, "--log-level", envvar="TESSERA_LOG_LEVEL", help="info, debug..."
     ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        envvar="TESSERA_FORWARDED_ALLOW_IPS",
+        help="Comma-separated proxy addresses whose X-Forwarded-For is trusted (default 127.0.0.1).",
+    ),
 ) -> None:
     """Run the server (production start). Every flag can also be set as TESSERA_<NAME>."""
     if (tls_cert is None) != (tls_key is None):
@@ -155,7 +165,7 @@ def serve_command(
     settings.auto_migrate = False
     export_settings(settings)
     typer.echo(f"tessera serving {settings.issuer} ({settings.workers} worker(s))", err=True)
-    _run_uvicorn(settings)
+    _run_uvicorn(settings, forwarded_allow_ips=forwarded_allow_ips)
 
 
 # --- tessera dev ---

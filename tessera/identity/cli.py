@@ -115,3 +115,38 @@ def set_password_command(
 
     ended = run_with_services(settings, work)
     typer.echo(f"password set; {ended} session(s) ended")
+
+
+def _set_disabled(email: str, database_url: str | None, *, disabled: bool) -> int:
+    settings = load_settings(database_url=database_url)
+
+    async def work(services: Services) -> int:
+        user = await services.users.find_by_email(email)
+        if user is None:
+            raise NotFound(f"no user {email}")
+        await services.users.set_disabled(user.id, disabled)
+        if not disabled:
+            return 0
+        return await services.sessions.end_all_for_user(user.id, "user_disabled")
+
+    return run_with_services(settings, work)
+
+
+@app.command("disable")
+def disable_command(
+    email: str = typer.Argument(..., help="The user's email address."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Disable a user: they cannot sign in, and their sessions end."""
+    ended = _set_disabled(email, database_url, disabled=True)
+    typer.echo(f"user disabled; {ended} session(s) ended")
+
+
+@app.command("enable")
+def enable_command(
+    email: str = typer.Argument(..., help="The user's email address."),
+    database_url: str | None = DatabaseUrlOption,
+) -> None:
+    """Enable a disabled user again."""
+    _set_disabled(email, database_url, disabled=False)
+    typer.echo("user enabled")

@@ -96,3 +96,22 @@ def test_every_command_has_help() -> None:
     for command in (["users"], ["users", "create"], ["users", "list"], ["serve"], ["dev"]):
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_disable_and_enable(tmp_path: Path) -> None:
+    url = db_url(tmp_path)
+    runner = CliRunner()
+    runner.invoke(
+        app,
+        ["users", "create", "mary@example.com", "--password-stdin", "--database-url", url],
+        input="mary passphrase\n",
+    )
+    disabled = runner.invoke(app, ["users", "disable", "mary@example.com", "--database-url", url])
+    assert disabled.exit_code == 0 and "disabled" in disabled.output
+    assert not verify(url, tmp_path, "mary@example.com", "mary passphrase")
+    shown = runner.invoke(app, ["users", "show", "mary@example.com", "--json", "--database-url", url])
+    assert json.loads(shown.output)["disabled"] is True
+    assert runner.invoke(app, ["users", "enable", "mary@example.com", "--database-url", url]).exit_code == 0
+    assert verify(url, tmp_path, "mary@example.com", "mary passphrase")
+    missing = runner.invoke(app, ["users", "disable", "nobody@example.com", "--database-url", url])
+    assert missing.exit_code == 1 and "no user" in missing.output
