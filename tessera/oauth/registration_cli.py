@@ -1,4 +1,4 @@
-"""``tessera clients initial-token``: an initial access token for dynamic registration (RFC 7591 section 3)."""
+"""``tessera clients initial-token``: an initial access token for dynamic registration (RFC 7591 3)."""
 
 from __future__ import annotations
 
