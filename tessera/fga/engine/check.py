@@ -43,6 +43,8 @@ from tessera.fga.engine.typesystem import (
 
 FALSE, TRUE, CYCLE = 0, 1, 2
 DEFAULT_MAX_DEPTH = 25
+# A user in more sets than this of one userset kind is resolved forwards instead.
+DEFAULT_CLOSURE_MAX_FACTS = 500
 
 
 @dataclass
@@ -56,6 +58,33 @@ class Resolution:
     max_depth: int = DEFAULT_MAX_DEPTH
     memo: dict[tuple[str, str, str], int] = field(default_factory=dict)
     dispatches: int = 0
+    # Userset closures (see LocalChecker._this): (type, relation) -> the user's memberships, or None.
+    closures: dict[tuple[str, str], Any] = field(default_factory=dict)
+    closure_max_facts: int = DEFAULT_CLOSURE_MAX_FACTS
+    _closing: set[tuple[str, str]] = field(default_factory=set)
+    _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    async def closure(self, otype: str, relation: str) -> Any:
+        """The sets ``otype:o#relation`` the user is in, computed once per request by walking backwards
+        from the user (ListObjects' reverse expansion); None when that is not possible or too big."""
+        key = (otype, relation)
+        if key in self.closures:
+            return self.closures[key]
+        if key in self._closing or not self.closure_max_facts:
+            return None  # asked again while being computed (a guard inside the walk): go forward
+        lock = self._closure_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self.closures:
+                return self.closures[key]
+            from tessera.fga.engine.list_objects import closure
+
+            self._closing.add(key)
+            try:
+                result = await closure(self, otype, relation, self.closure_max_facts)
+            finally:
+                self._closing.discard(key)
+            self.closures[key] = result
+            return result
 
     def condition_holds(self, key: TupleKey) -> bool:
         if not key.condition_name:
@@ -64,6 +93,12 @@ class Resolution:
         if cond is None:
             return False  # the model no longer defines it: the tuple is not admitted
         return cond.evaluate(key.condition_context, self.context)
+
+
+def path_has_type(path: frozenset[Any], otype: str, relation: str) -> bool:
+    """Whether a sub-problem on ``otype#relation`` is on the current path (then a closure of that kind would
+    be computed from inside itself, and the forward walk's cycle detection is what we want)."""
+    return any(p[0] == otype and p[2] == relation for p in path)
 
 
 class CheckResolver(Protocol):
@@ -137,7 +172,7 @@ class LocalChecker:
         ts, user = res.ts, res.user
         rel = ts.types[otype][relation]
         error: FGAError | None = None
-        # 1. Direct tuples naming the user (or the type's wildcard): point reads.
+        # 1. Tuples naming the user or the type's wildcard: a point read.
         names: list[str] = []
         for ref in rel.directly_related:
             if ref.type != user.type:
@@ -149,6 +184,38 @@ class LocalChecker:
                     names.append(str(user))
             elif ref.relation == user.relation:
                 names.append(str(user))
+        # 2. Userset tuples (group:x#member). The user's own memberships of that kind are computed once per
+        #    request backwards from the user (a few reverse reads, shared by every check of the request), and
+        #    one read asks for tuples naming any of them: this avoids walking a deep group tree downwards
+        #    from every object.
+        #    Undecided memberships (a cycle, a condition), memberships deeper than the depth limit allows and
+        #    users in too many sets fall back to resolving each userset tuple forwards.
+        if names and (not rel.userset_refs or res.reader.cheap(otype, oid)):
+            # Named directly: no need to work out the user's memberships (done first when the read is free
+            # or there is nothing else; otherwise one read below asks for everything at once).
+            for k in await res.reader.direct(otype, oid, relation, tuple(dict.fromkeys(names))):
+                try:
+                    if res.condition_holds(k):
+                        return TRUE
+                except FGAError as exc:
+                    error = exc
+            names = []
+        refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
+        forward: list[tuple[str, str]] = []
+        budget = res.max_depth - depth - 2
+        for st, srel in refs:
+            cl = await res.closure(st, srel) if not path_has_type(path, st, srel) else None
+            if cl is None:
+                forward.append((st, srel))
+                continue
+            deep = False
+            for o in cl.sure:
+                if cl.depth.get(o, 0) <= budget:
+                    names.append(f"{st}:{o}#{srel}")
+                else:
+                    deep = True
+            if cl.maybe or deep:
+                forward.append((st, srel))
         if names:
             for k in await res.reader.direct(otype, oid, relation, tuple(dict.fromkeys(names))):
                 try:
@@ -156,11 +223,9 @@ class LocalChecker:
                         return TRUE
                 except FGAError as exc:
                     error = exc
-        # 2. Userset tuples (group:x#member) whose members may include the user: recurse into each.
-        refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
         saw_cycle = False
-        if refs:
-            rows = await res.reader.usersets(otype, oid, relation, refs)
+        if forward:
+            rows = await res.reader.usersets(otype, oid, relation, tuple(forward))
             for k in rows:
                 try:
                     if not res.condition_holds(k):
@@ -170,6 +235,9 @@ class LocalChecker:
                     continue
                 st, _, rest = k.user.partition(":")
                 sid, _, srel = rest.partition("#")
+                cl = res.closures.get((st, srel))
+                if cl is not None and sid not in cl.maybe and cl.depth.get(sid, 0) <= budget:
+                    continue  # decided by the closure above
                 try:
                     r = await self.resolve_tri(res, st, sid, srel, depth + 1, path)
                 except FGAError as exc:

@@ -40,6 +40,7 @@ from tessera.fga.engine.typesystem import (
 )
 
 SURE, MAYBE = 1, 0
+_THE_USER = "\x00user"  # stands for the request's user in the cached rules
 # What else must hold on the derived object: (negated, rewrite of the derived relation). A fact derived from
 # one operand of an intersection must pass the other operands; one derived from an exclusion's base must not
 # be in the subtracted set. Guards are decided with Check's resolver on the derived object.
@@ -76,8 +77,9 @@ class _TTURule:  # fact (P, p, cr) + tuple T:x#ts@P:p -> (T, x, target)
 class _Rules:
     # (type, relation) of a fact -> rules consuming it
     consumers: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
-    # rules started from the user: (object type, relation, target, sure, user names, guards)
-    starts: list[tuple[str, str, str, bool, tuple[str, ...], Guards]] = field(default_factory=list)
+    # rules started from the user's own tuples: (object type, relation, sure, user names, guards)
+    starts: list[tuple[str, str, bool, tuple[str, ...], Guards]] = field(default_factory=list)
+    relevant: frozenset[tuple[str, str]] = frozenset()
 
 
 def _rewrite_may_contain(ts: TypeSystem, otype: str, relation: str, rw: Rewrite, user: User) -> bool:
@@ -103,7 +105,42 @@ def _rewrite_may_contain(ts: TypeSystem, otype: str, relation: str, rw: Rewrite,
     return _rewrite_may_contain(ts, otype, relation, rw.base, user)
 
 
-def build_rules(ts: TypeSystem, user: User) -> _Rules:
+def build_rules(ts: TypeSystem, user: User, target: tuple[str, str]) -> _Rules:
+    """The model's rules read backwards, for one user, restricted to those that can lead to ``target``."""
+    cache = ts.cache.setdefault("reverse_rules", {})
+    ck = (user.type, user.relation, user.wildcard, target)
+    hit = cache.get(ck)
+    if hit is not None:
+        return hit
+    rules = _all_rules(ts, user)
+    # Keep only what can reach the target: walk the rule graph backwards from it.
+    relevant = {target}
+    changed = True
+    while changed:
+        changed = False
+        for source, consumers in rules.consumers.items():
+            if source in relevant:
+                continue
+            if any((_rule_type(c, source), c.target) in relevant for c in consumers):
+                relevant.add(source)
+                changed = True
+    pruned = _Rules()
+    for source, consumers in rules.consumers.items():
+        if source in relevant:
+            kept = [c for c in consumers if (_rule_type(c, source), c.target) in relevant]
+            if kept:
+                pruned.consumers[source] = kept
+    pruned.starts = [st for st in rules.starts if (st[0], st[1]) in relevant]
+    pruned.relevant = frozenset(relevant)
+    cache[ck] = pruned
+    return pruned
+
+
+def _rule_type(rule: Any, source: tuple[str, str]) -> str:
+    return rule.object_type
+
+
+def _all_rules(ts: TypeSystem, user: User) -> _Rules:
     rules = _Rules()
 
     def walk(otype: str, relation: str, rw: Rewrite, sure: bool, guards: Guards) -> None:
@@ -119,9 +156,9 @@ def build_rules(ts: TypeSystem, user: User) -> _Rules:
                     if ref.wildcard:
                         names.append(f"{user.type}:*")
                     elif not user.wildcard:
-                        names.append(str(user))
+                        names.append(_THE_USER)
             if names:
-                rules.starts.append((otype, relation, relation, sure, tuple(dict.fromkeys(names)), guards))
+                rules.starts.append((otype, relation, sure, tuple(dict.fromkeys(names)), guards))
         elif isinstance(rw, Computed):
             rules.consumers.setdefault((otype, rw.relation), []).append(
                 _ComputedRule(otype, relation, sure, guards)
@@ -154,6 +191,38 @@ def build_rules(ts: TypeSystem, user: User) -> _Rules:
     return rules
 
 
+class TooManyFacts(Exception):
+    """The walk outgrew its budget (``max_facts``): the caller falls back to forward resolution."""
+
+
+@dataclass
+class Closure:
+    """The objects ``o`` with ``user ∈ type:o#relation``: ``sure`` ones and undecided ``maybe`` ones."""
+
+    sure: set[str]
+    maybe: set[str]
+    depth: dict[str, int] = field(default_factory=dict)  # steps a forward Check would take below each
+
+
+async def closure(res: Resolution, object_type: str, relation: str, max_facts: int) -> Closure | None:
+    """All ``object_type:o#relation`` sets the user of ``res`` is in, found backwards from the user (sharing
+    ``res``'s memo); None when the walk would exceed ``max_facts``."""
+    rx = ReverseExpansion(
+        res.ts, res.reader, res.user, res.context, object_type, relation, res=res, max_facts=max_facts
+    )
+    try:
+        async for _ in rx.run():
+            pass
+    except TooManyFacts:
+        return None
+    found = rx.facts.get((object_type, relation), {})
+    return Closure(
+        {o for o, m in found.items() if m == SURE},
+        {o for o, m in found.items() if m != SURE},
+        {o: rx.depth[(object_type, relation, o)] for o in found},
+    )
+
+
 class ReverseExpansion:
     def __init__(
         self,
@@ -163,6 +232,9 @@ class ReverseExpansion:
         context: Mapping[str, Any],
         object_type: str,
         relation: str,
+        *,
+        res: Resolution | None = None,
+        max_facts: int = 0,
     ) -> None:
         self.ts = ts
         self.reader = reader
@@ -171,7 +243,10 @@ class ReverseExpansion:
         self.target = (object_type, relation)
         self.facts: dict[tuple[str, str], dict[str, int]] = {}
         self._pending: dict[tuple[str, str], dict[str, int]] = {}
-        self._res = Resolution(ts, reader, user, context)
+        self._res = res or Resolution(ts, reader, user, context)
+        self.max_facts = max_facts
+        self._count = 0
+        self.depth: dict[tuple[str, str, str], int] = {}
 
     def _condition(self, key: TupleKey) -> int | None:
         """SURE when the tuple's condition holds, None when it does not, MAYBE when it cannot be decided
@@ -181,43 +256,67 @@ class ReverseExpansion:
         except ConditionError:
             return MAYBE
 
-    def _add(self, otype: str, oid: str, relation: str, mode: int) -> None:
+    def _add(self, otype: str, oid: str, relation: str, mode: int, depth: int) -> None:
         known = self.facts.setdefault((otype, relation), {})
         cur = known.get(oid)
-        if cur is not None and cur >= mode:
+        dkey = (otype, relation, oid)
+        if cur is not None and cur >= mode and self.depth[dkey] <= depth:
             return
-        known[oid] = mode
-        self._pending.setdefault((otype, relation), {})[oid] = mode
+        if cur is None:
+            self._count += 1
+            if self.max_facts and self._count > self.max_facts:
+                raise TooManyFacts
+            self.depth[dkey] = depth
+        else:
+            self.depth[dkey] = min(depth, self.depth[dkey])
+        known[oid] = max(mode, cur if cur is not None else mode)
+        self._pending.setdefault((otype, relation), {})[oid] = known[oid]
 
-    async def _add_guarded(self, otype: str, relation: str, found: dict[str, int], guards: Guards) -> None:
+    async def _add_guarded(
+        self, otype: str, relation: str, found: dict[str, tuple[int, int]], guards: Guards
+    ) -> None:
+        """Add facts (id -> (mode, depth)), deciding the guards first when there are any."""
         if not guards:
-            for oid, mode in found.items():
-                self._add(otype, oid, relation, mode)
+            for oid, (mode, depth) in found.items():
+                self._add(otype, oid, relation, mode, depth)
             return
         known = self.facts.get((otype, relation), {})
-        todo = [oid for oid, mode in found.items() if known.get(oid, -1) < mode]
+        todo = [oid for oid, (mode, _) in found.items() if known.get(oid, -1) < mode]
         if not todo:
             return
         verdicts = await guard_many(self._res, otype, relation, todo, guards)
         for oid, verdict in zip(todo, verdicts, strict=True):
             if verdict is not None:
-                self._add(otype, oid, relation, min(found[oid], verdict))
+                mode, depth = found[oid]
+                self._add(otype, oid, relation, min(mode, verdict), depth)
 
     async def run(self) -> AsyncIterator[tuple[str, int]]:
         """Yields (object id, SURE/MAYBE) facts of the target as they are found, sure ones possibly after
-        a maybe for the same id."""
-        rules = build_rules(self.ts, self.user)
+        a maybe for the same id. ``self.depth`` records how many resolution steps below each fact the
+        user was found (what a forward Check would need), for the depth limit."""
+        rules = build_rules(self.ts, self.user, self.target)
         u = self.user
+        # Closures this request already computed are complete: their facts are seeded and the rules that
+        # derive them skipped (a team closure is not recomputed inside an organization closure).
+        done: set[tuple[str, str]] = set()
+        for key, cl in self._res.closures.items():
+            if cl is not None and not cl.maybe and key in rules.relevant and key != self.target:
+                done.add(key)
+                for oid in cl.sure:
+                    self._add(key[0], oid, key[1], SURE, cl.depth.get(oid, 0))
         if u.relation is not None and self.ts.get_relation(u.type, u.relation) is not None:
-            self._add(u.type, u.id, u.relation, SURE)
-        for otype, relation, target, sure, names, guards in rules.starts:
-            found: dict[str, int] = {}
-            for k in await self.reader.by_users(otype, relation, names):
+            self._add(u.type, u.id, u.relation, SURE, 0)
+        for otype, relation, sure, names, guards in rules.starts:
+            if (otype, relation) in done:
+                continue
+            found: dict[str, tuple[int, int]] = {}
+            users = [str(u) if n == _THE_USER else n for n in names]
+            for k in await self.reader.by_users(otype, relation, users):
                 m = self._condition(k)
                 if m is not None:
                     oid = k.object.partition(":")[2]
-                    found[oid] = max(found.get(oid, -1), m if sure else MAYBE)
-            await self._add_guarded(otype, target, found, guards)
+                    found[oid] = (max(found.get(oid, (-1, 0))[0], m if sure else MAYBE), 0)
+            await self._add_guarded(otype, relation, found, guards)
         emitted: dict[str, int] = {}
         while True:
             for oid, mode in self._pending.get(self.target, {}).items():
@@ -228,25 +327,34 @@ class ReverseExpansion:
                 return
             (ftype, frel), ids = next(iter(self._pending.items()))
             del self._pending[(ftype, frel)]
+            depth = self.depth
             for rule in rules.consumers.get((ftype, frel), ()):
+                if (rule.object_type, rule.target) in done:
+                    continue
                 if isinstance(rule, _ComputedRule):
-                    found = {oid: (mode if rule.sure else MAYBE) for oid, mode in ids.items()}
+                    found = {
+                        oid: (mode if rule.sure else MAYBE, depth[(ftype, frel, oid)] + 1)
+                        for oid, mode in ids.items()
+                    }
                     await self._add_guarded(ftype, rule.target, found, rule.guards)
                     continue
                 if isinstance(rule, _UsersetRule):
-                    subjects = {f"{ftype}:{oid}#{frel}": mode for oid, mode in ids.items()}
+                    subjects = {f"{ftype}:{oid}#{frel}": (mode, oid) for oid, mode in ids.items()}
                     rows = await self.reader.by_users(rule.object_type, rule.relation, list(subjects))
                 else:
-                    subjects = {f"{ftype}:{oid}": mode for oid, mode in ids.items()}
+                    subjects = {f"{ftype}:{oid}": (mode, oid) for oid, mode in ids.items()}
                     rows = await self.reader.by_users(rule.object_type, rule.tupleset, list(subjects))
                 found = {}
                 for k in rows:
                     m = self._condition(k)
-                    if m is None:
+                    subject = subjects.get(k.user)
+                    if m is None or subject is None:
                         continue
-                    mode = min(m, subjects.get(k.user, MAYBE), SURE if rule.sure else MAYBE)
+                    mode = min(m, subject[0], SURE if rule.sure else MAYBE)
+                    d = depth[(ftype, frel, subject[1])] + 1
                     oid = k.object.partition(":")[2]
-                    found[oid] = max(found.get(oid, -1), mode)
+                    prev = found.get(oid)
+                    found[oid] = (max(mode, prev[0]), min(d, prev[1])) if prev else (mode, d)
                 await self._add_guarded(rule.object_type, rule.target, found, rule.guards)
 
 

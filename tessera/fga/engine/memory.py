@@ -33,6 +33,7 @@ class _Store:
     tuples: dict[tuple[str, str, str], tuple[int, StoredTuple]] = field(default_factory=dict)
     by_object: dict[tuple[str, str], dict[str, TupleKey]] = field(default_factory=dict)
     by_user: dict[tuple[str, str, str], dict[str, TupleKey]] = field(default_factory=dict)
+    relations_of: dict[str, dict[str, int]] = field(default_factory=dict)  # object -> relation -> count
     changes: list[TupleChange] = field(default_factory=list)
     models: list[ModelRecord] = field(default_factory=list)
     assertions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -148,6 +149,18 @@ class MemoryDatastore:
                 out.extend(row.values())
         return out
 
+    async def read_object_tuples(self, store_id: str, obj: str, limit: int) -> list[TupleKey] | None:
+        s = self._get(store_id)
+        rels = s.relations_of.get(obj)
+        if not rels:
+            return []
+        if sum(rels.values()) > limit:
+            return None
+        out: list[TupleKey] = []
+        for rel in rels:
+            out.extend(s.by_object[(obj, rel)].values())
+        return out
+
     async def read_by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]
     ) -> list[TupleKey]:
@@ -213,12 +226,18 @@ class MemoryDatastore:
             _, st = s.tuples.pop(ident)
             del s.by_object[(k.object, k.relation)][k.user]
             del s.by_user[(k.object.partition(":")[0], k.relation, k.user)][k.object]
+            rels = s.relations_of[k.object]
+            rels[k.relation] -= 1
+            if not rels[k.relation]:
+                del rels[k.relation]
             s.changes.append(TupleChange(st.key, "TUPLE_OPERATION_DELETE", now))
         for k in real_writes:
             s.seq += 1
             s.tuples[(k.object, k.relation, k.user)] = (s.seq, StoredTuple(k, now))
             s.by_object.setdefault((k.object, k.relation), {})[k.user] = k
             s.by_user.setdefault((k.object.partition(":")[0], k.relation, k.user), {})[k.object] = k
+            rels = s.relations_of.setdefault(k.object, {})
+            rels[k.relation] = rels.get(k.relation, 0) + 1
             s.changes.append(TupleChange(k, "TUPLE_OPERATION_WRITE", now))
         if real_deletes or real_writes:
             s.revision += 1

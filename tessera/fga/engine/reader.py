@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tessera.fga.engine.store import TupleReader
+from tessera.fga.engine.store import TupleReader, read_object_tuples
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import TypeSystem
 
@@ -37,11 +37,20 @@ class RequestReader:
         contextual: Sequence[TupleKey] = (),
         *,
         batching: bool = False,
+        object_prefetch: int = 0,
+        big_types: set[str] | None = None,
     ) -> None:
         self.ds = datastore
         self.store_id = store_id
         self.ts = typesystem
         self.batching = batching
+        # > 0: the first read of an object fetches all its tuples (when it has at most this many), and every
+        # later read of that object, on any relation, is answered from them: one round trip per object.
+        self.object_prefetch = object_prefetch
+        self._objects: dict[str, dict[str, list[TupleKey]] | None] = {}
+        # Types whose objects were found to have too many tuples to prefetch (shared across requests by the
+        # service): reads of them go per relation straight away.
+        self.big_types = big_types if big_types is not None else set()
         self.reads = 0  # storage round trips, for tests and benchmarks
         self._cache: dict[tuple[Any, ...], dict[str, list[TupleKey]]] = {}
         self._pending: dict[tuple[Any, ...], _Pending] = {}
@@ -100,6 +109,12 @@ class RequestReader:
                 cache[oid] = rows
                 return rows
         if not self.batching:
+            if self.object_prefetch and ck[1] not in self.big_types:
+                by_rel = await self._object(ck[1], oid)
+                if by_rel is not None:
+                    rows = _narrow(by_rel.get(ck[2], ()), ck)
+                    cache[oid] = rows
+                    return rows
             await self._fetch(ck, [oid])
             return cache[oid]
         pending = self._pending.get(ck)
@@ -112,6 +127,36 @@ class RequestReader:
         assert pending.future is not None
         await asyncio.shield(pending.future)
         return cache[oid]
+
+    def cheap(self, otype: str, oid: str) -> bool:
+        """Whether reads of this object are answered without storage (prefetched, or about to be)."""
+        if self.batching or not self.object_prefetch:
+            return False
+        obj = f"{otype}:{oid}"
+        if obj in self._objects:
+            return self._objects[obj] is not None
+        return otype not in self.big_types
+
+    async def _object(self, otype: str, oid: str) -> dict[str, list[TupleKey]] | None:
+        obj = f"{otype}:{oid}"
+        if obj in self._objects:
+            return self._objects[obj]
+        self.reads += 1
+        rows = await read_object_tuples(self.ds, self.store_id, obj, self.object_prefetch)
+        by_rel: dict[str, list[TupleKey]] | None = None
+        if rows is None:
+            self.big_types.add(otype)
+        else:
+            by_rel = {}
+            for k in rows:
+                if self.allowed(otype, k):
+                    by_rel.setdefault(k.relation, []).append(k)
+            for (cobj, rel), ctx_rows in self._ctx_by_object.items():
+                if cobj == obj:
+                    ids = set(ctx_rows)
+                    by_rel[rel] = [k for k in by_rel.get(rel, []) if k not in ids] + list(ctx_rows)
+        self._objects[obj] = by_rel
+        return by_rel
 
     def _flush_soon(self, ck: tuple[Any, ...]) -> None:
         pending = self._pending.pop(ck)

@@ -58,6 +58,10 @@ class EngineConfig:
     list_users_max_results: int = 0
     check_cache_ttl: float = 10.0
     check_cache_entries: int = 10_000
+    # Check reads each object's tuples once (all relations) when it has at most this many; 0: per relation.
+    object_prefetch: int = 100
+    # A user in more sets of one userset kind than this is resolved forwards (see check.py); 0: always.
+    closure_max_facts: int = 500
 
 
 # --- request and response shapes ------------------------------------------------------------------------
@@ -199,6 +203,8 @@ class FGAService:
         # Models are immutable, so a parsed model can be kept for the life of the service.
         self._typesystems: dict[tuple[str, str], TypeSystem] = {}
         self._revisions: dict[str, int] = {}
+        # Per store and model: object types too large to prefetch whole (learned by the readers).
+        self._big_types: dict[tuple[str, str], set[str]] = {}
 
     # --- stores ---------------------------------------------------------------------------------------
 
@@ -408,8 +414,22 @@ class FGAService:
             hit = self.cache.get(cache_key)
             if hit is not None:
                 return CheckResponse(hit)
-        reader = RequestReader(self.ds, req.store_id, ts, ctx_tuples)
-        res = Resolution(ts, reader, user, req.context, self.config.max_depth)
+        reader = RequestReader(
+            self.ds,
+            req.store_id,
+            ts,
+            ctx_tuples,
+            object_prefetch=self.config.object_prefetch,
+            big_types=self._big_types.setdefault((req.store_id, ts.id), set()),
+        )
+        res = Resolution(
+            ts,
+            reader,
+            user,
+            req.context,
+            self.config.max_depth,
+            closure_max_facts=self.config.closure_max_facts,
+        )
         allowed = await self.checker.resolve(res, otype, oid, req.tuple_key.relation)
         if use_cache:
             self.cache.put(cache_key, allowed)

@@ -123,8 +123,12 @@ class TupleReader(Protocol):
     async def read_page(
         self, store_id: str, flt: ReadFilter, page_size: int, continuation: str | None
     ) -> tuple[list[StoredTuple], str | None]:
-        """The Read API: tuples matching the filter in write order, one page; the token for the next."""
+        """The Read API: tuples matching the filter in a stable order, one page; the token for the next."""
         ...
+
+    # Optional: ``async def read_object_tuples(store_id, object, limit) -> list[TupleKey] | None``, every
+    # tuple of one object (all relations), or None when it has more than ``limit``. Check uses it to fetch an
+    # object once instead of once per relation; without it the engine uses ``read_page`` on the object.
 
 
 class TupleWriter(Protocol):
@@ -200,6 +204,19 @@ class Datastore(TupleReader, TupleWriter, ModelStore, AssertionStore, StoreRegis
 
 
 # --- helpers shared by implementations -------------------------------------------------------------------
+
+
+async def read_object_tuples(
+    reader: TupleReader, store_id: str, obj: str, limit: int
+) -> list[TupleKey] | None:
+    """Every tuple of ``obj`` (all relations), or None when there are more than ``limit``: the datastore's own
+    ``read_object_tuples`` when it has one, else one ``read_page`` on the object."""
+    native = getattr(reader, "read_object_tuples", None)
+    if native is not None:
+        result: list[TupleKey] | None = await native(store_id, obj, limit)
+        return result
+    rows, token = await reader.read_page(store_id, ReadFilter(object=obj), limit, None)
+    return None if token else [r.key for r in rows]
 
 
 def write_conflict(key: TupleKey, *, existing: bool) -> FGAError:

@@ -149,6 +149,8 @@ class TypeSystem:
     types: dict[str, dict[str, Relation]]
     conditions: dict[str, Condition] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # Derived data the resolvers compute once per model (reverse rules per user kind, ...).
+    cache: dict[str, dict[Any, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     # --- construction ---------------------------------------------------------------------------------
 

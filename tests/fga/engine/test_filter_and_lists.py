@@ -44,6 +44,14 @@ class CountingDatastore(MemoryDatastore):
         self.calls += 1
         return await super().read_by_objects(store_id, object_type, relation, object_ids, **kw)
 
+    async def read_object_tuples(self, store_id: str, obj: str, limit: int) -> list[TupleKey] | None:
+        self.calls += 1
+        return await super().read_object_tuples(store_id, obj, limit)
+
+    async def read_by_users(self, store_id: str, object_type: str, relation: str, users: Sequence[str]):  # type: ignore[no-untyped-def,override]
+        self.calls += 1
+        return await super().read_by_users(store_id, object_type, relation, users)
+
 
 def _graph(seed: int) -> list[TupleKey]:
     rnd = random.Random(seed)
