@@ -20,6 +20,7 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from tessera.audit import AuditEvent, EventType
+from tessera.core.errors import ValidationFailed
 from tessera.core.ratelimit import RateDecision
 from tessera.identity.sessions import MAX_COOKIE_LENGTH, LoginSession
 from tessera.identity.users import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, normalize_email
@@ -221,7 +222,7 @@ def router(services: Services) -> APIRouter:
         ip = context["ip"] or "unknown"
         try:
             identifier = normalize_email(email)
-        except Exception:  # not an address: still counted, under its raw spelling
+        except ValidationFailed:  # not an address: still counted, under its raw spelling
             identifier = email.lower()
         ip_decision = await services.rate_limiter.hit(
             f"login:ip:{ip}",
@@ -238,11 +239,17 @@ def router(services: Services) -> APIRouter:
         else:
             id_decision = ip_decision
         if not id_decision.allowed:
+            which = "ip" if not ip_decision.allowed else "identifier_ip"
             services.metrics.logins.labels(outcome="rate_limited").inc()
             await services.audit.record(
                 AuditEvent(
                     EventType.RATE_LIMITED,
-                    details={"endpoint": "login", "retry_after": id_decision.retry_after},
+                    details={
+                        "endpoint": "login",
+                        "limit": which,
+                        "identifier": identifier[:MAX_EMAIL_LENGTH],
+                        "retry_after": id_decision.retry_after,
+                    },
                     **context,
                 )
             )

@@ -236,7 +236,9 @@ async def test_failures_per_email_and_ip_are_limited(
     assert int(blocked.headers["retry-after"]) > 0
     assert "Too many sign-in attempts" in blocked.text
     assert SESSION_COOKIE not in http.cookies
-    assert await services.audit.query(type=EventType.RATE_LIMITED)
+    limited = await services.audit.query(type=EventType.RATE_LIMITED)
+    assert limited and limited[0].details["limit"] == "identifier_ip"
+    assert limited[0].details["identifier"] == "ada@example.com" and limited[0].ip == "198.51.100.20"
 
     # The same account from another IP is not blocked (the limit is per identifier and IP).
     async with client_for(services, ip="192.0.2.99") as elsewhere:
@@ -262,6 +264,8 @@ async def test_attempts_per_ip_are_limited(http: httpx.AsyncClient, services: Se
         assert (await sign_in(http, f"user{i}@example.com", "wrong password")).status_code == 400
     blocked = await sign_in(http, "user99@example.com", "wrong password")
     assert blocked.status_code == 429 and "retry-after" in blocked.headers
+    limited = await services.audit.query(type=EventType.RATE_LIMITED)
+    assert limited[0].details["limit"] == "ip"
 
 
 async def test_force_replaces_the_session_with_a_fresh_auth_time(
