@@ -222,3 +222,20 @@ async def test_seed_demo_is_idempotent_and_repairs_a_lost_password(tmp_path: Pat
         assert await services.users.verify_password(DEMO_EMAIL, user["password"]) is None
     finally:
         await services.aclose()
+
+
+def test_serve_reads_the_environment_and_can_skip_migrations(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(
+        TESSERA_PORT=str(port),
+        TESSERA_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'env.db'}",
+        TESSERA_DATA_DIR=str(tmp_path / "data"),
+        TESSERA_AUTO_MIGRATE="false",
+    )
+    with running(["serve"], tmp_path, env) as (log, _):
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, log)
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503 and ready.json()["reason"] == "migrations pending"
+    assert (tmp_path / "data" / "master.key").exists()  # the embedded setup made its key once, up front
+    assert "http://127.0.0.1:" + str(port) in log.read_text()
