@@ -181,6 +181,11 @@ class Parser:
             model = self._file()
         except _Fail:
             raise DSLSyntaxError(self.errors) from None
+        except RecursionError:
+            # Thousands of nested parentheses: refuse rather than crash.
+            tok = self.tok
+            detail = self._detail("the relation definition nests too deeply", tok)
+            raise DSLSyntaxError([*self.errors, detail]) from None
         if self.errors:
             raise DSLSyntaxError(self.errors)
         return model

@@ -52,10 +52,173 @@ def restriction_label(r: dict[str, Any]) -> str:
     return text
 
 
+MAX_REWRITE_DEPTH = 64
+REWRITE_KEYS = ("this", "computedUserset", "tupleToUserset", "union", "intersection", "difference")
+PARAM_TYPE_NAMES = {
+    "TYPE_NAME_ANY",
+    "TYPE_NAME_BOOL",
+    "TYPE_NAME_STRING",
+    "TYPE_NAME_INT",
+    "TYPE_NAME_UINT",
+    "TYPE_NAME_DOUBLE",
+    "TYPE_NAME_DURATION",
+    "TYPE_NAME_TIMESTAMP",
+    "TYPE_NAME_MAP",
+    "TYPE_NAME_LIST",
+    "TYPE_NAME_IPADDRESS",
+}
+
+
+def shape_errors(model: Any) -> list[ErrorDetail]:
+    """Structural problems of a JSON model from outside (the API): wrong JSON types, unknown rewrite nodes,
+    nesting beyond :data:`MAX_REWRITE_DEPTH`. The semantic rules assume a well-shaped model."""
+    errors: list[ErrorDetail] = []
+
+    def bad(msg: str) -> None:
+        errors.append(ErrorDetail(msg, error_type="invalid-model-shape"))
+
+    if not isinstance(model, dict):
+        bad("the authorization model must be a JSON object")
+        return errors
+    version = model.get("schema_version")
+    if version is not None and not isinstance(version, str):
+        bad("`schema_version` must be a string")
+    type_defs = model.get("type_definitions")
+    if type_defs is not None and not isinstance(type_defs, list):
+        bad("`type_definitions` must be a list")
+        type_defs = []
+    for index, typedef in enumerate(type_defs or []):
+        where = f"type_definitions[{index}]"
+        if not isinstance(typedef, dict):
+            bad(f"`{where}` must be an object")
+            continue
+        if not isinstance(typedef.get("type"), str):
+            bad(f"`{where}.type` must be a string")
+        relations = typedef.get("relations")
+        if relations is not None and not isinstance(relations, dict):
+            bad(f"`{where}.relations` must be an object")
+            relations = {}
+        for rel, rewrite in (relations or {}).items():
+            _rewrite_shape(rewrite, f"{where}.relations.{rel}", bad)
+        meta = typedef.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            bad(f"`{where}.metadata` must be an object")
+            continue
+        meta_relations = (meta or {}).get("relations")
+        if meta_relations is not None and not isinstance(meta_relations, dict):
+            bad(f"`{where}.metadata.relations` must be an object")
+            continue
+        for rel, rel_meta in (meta_relations or {}).items():
+            if not isinstance(rel_meta, dict):
+                bad(f"`{where}.metadata.relations.{rel}` must be an object")
+                continue
+            drts = rel_meta.get("directly_related_user_types")
+            if drts is not None and not isinstance(drts, list):
+                bad(f"`{where}.metadata.relations.{rel}.directly_related_user_types` must be a list")
+                continue
+            for j, r in enumerate(drts or []):
+                at = f"{where}.metadata.relations.{rel}.directly_related_user_types[{j}]"
+                if not isinstance(r, dict) or not isinstance(r.get("type"), str):
+                    bad(f"`{at}` must be an object with a string `type`")
+                    continue
+                for key in ("relation", "condition"):
+                    if r.get(key) is not None and not isinstance(r[key], str):
+                        bad(f"`{at}.{key}` must be a string")
+                if r.get("wildcard") is not None and not isinstance(r["wildcard"], dict):
+                    bad(f"`{at}.wildcard` must be an object")
+                if r.get("wildcard") is not None and r.get("relation"):
+                    bad(f"`{at}` cannot be both a wildcard and a userset")
+    conditions = model.get("conditions")
+    if conditions is not None and not isinstance(conditions, dict):
+        bad("`conditions` must be an object")
+        conditions = {}
+    for key, cond in (conditions or {}).items():
+        if not isinstance(cond, dict):
+            bad(f"`conditions.{key}` must be an object")
+            continue
+        if not isinstance(cond.get("expression", ""), str):
+            bad(f"`conditions.{key}.expression` must be a string")
+        params = cond.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            bad(f"`conditions.{key}.parameters` must be an object")
+            continue
+        for p_name, p in (params or {}).items():
+            if not isinstance(p, dict) or p.get("type_name") not in PARAM_TYPE_NAMES:
+                bad(f"`conditions.{key}.parameters.{p_name}.type_name` must be one of the TYPE_NAME_* values")
+                continue
+            generics = p.get("generic_types")
+            if generics is not None and (
+                not isinstance(generics, list)
+                or not all(isinstance(g, dict) and g.get("type_name") in PARAM_TYPE_NAMES for g in generics)
+            ):
+                bad(f"`conditions.{key}.parameters.{p_name}.generic_types` must list TYPE_NAME_* values")
+    return errors
+
+
+def _rewrite_shape(root: Any, where: str, bad: Any) -> None:
+    """Check a rewrite tree iteratively (hostile input may nest deeply)."""
+    stack: list[tuple[Any, str, int]] = [(root, where, 0)]
+    while stack:
+        node, at, depth = stack.pop()
+        if depth > MAX_REWRITE_DEPTH:
+            bad(f"`{at}` nests deeper than {MAX_REWRITE_DEPTH} levels")
+            return
+        if not isinstance(node, dict):
+            bad(f"`{at}` must be an object")
+            continue
+        keys = [k for k in REWRITE_KEYS if node.get(k) is not None]
+        if len(keys) != 1:
+            bad(f"`{at}` must have exactly one of {', '.join(REWRITE_KEYS)}")
+            continue
+        key = keys[0]
+        value = node[key]
+        if not isinstance(value, dict):
+            bad(f"`{at}.{key}` must be an object")
+        elif key == "computedUserset":
+            if not isinstance(value.get("relation"), str) or not value["relation"]:
+                bad(f"`{at}.computedUserset.relation` must be a relation name")
+        elif key == "tupleToUserset":
+            for part in ("tupleset", "computedUserset"):
+                inner = value.get(part)
+                if (
+                    not isinstance(inner, dict)
+                    or not isinstance(inner.get("relation"), str)
+                    or not inner["relation"]
+                ):
+                    bad(f"`{at}.tupleToUserset.{part}.relation` must be a relation name")
+        elif key in ("union", "intersection"):
+            children = value.get("child")
+            if not isinstance(children, list) or not children:
+                bad(f"`{at}.{key}.child` must be a non-empty list")
+                continue
+            for i, child in enumerate(children):
+                stack.append((child, f"{at}.{key}.child[{i}]", depth + 1))
+        elif key == "difference":
+            for part in ("base", "subtract"):
+                stack.append((value.get(part), f"{at}.difference.{part}", depth + 1))
+
+
+def _has_this(root: Any) -> bool:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("this") is not None:
+            return True
+        for key in ("union", "intersection"):
+            if isinstance(node.get(key), dict):
+                stack.extend(node[key].get("child") or [])
+        if isinstance(node.get("difference"), dict):
+            stack.extend([node["difference"].get("base"), node["difference"].get("subtract")])
+    return False
+
+
 class _Validator:
-    def __init__(self, model: dict[str, Any], positions: Positions | None):
+    def __init__(self, model: dict[str, Any], positions: Positions | None, strict: bool = True):
         self.model = model
         self.pos = positions
+        self.strict = strict
         self.errors: list[ErrorDetail] = []
         self.type_defs: list[Node] = [t for t in (model.get("type_definitions") or []) if isinstance(t, dict)]
         # Relations of every type; a type defined twice contributes the relations of both definitions (the
@@ -165,6 +328,24 @@ class _Validator:
                         rel_name,
                     )
                 drts = list((meta.get(rel_name) or {}).get("directly_related_user_types") or [])
+                if self.pos is None:
+                    assignable = _has_this(rewrite)
+                    if assignable and not drts:
+                        self.add(
+                            f"the relation `{rel_name}` of type `{type_name}` is directly assignable but "
+                            "lists no directly related user types.",
+                            "assignable-relation-must-have-type",
+                            None,
+                            rel_name,
+                        )
+                    elif drts and not assignable:
+                        self.add(
+                            f"the relation `{rel_name}` of type `{type_name}` lists directly related user "
+                            "types but is not directly assignable.",
+                            "non-assignable-relation-with-types",
+                            None,
+                            rel_name,
+                        )
                 self.restrictions(type_name, rel_name, drts, used_conditions)
                 self.walk(type_name, rel_name, rewrite)
         for key, cond in self.conditions.items():
@@ -177,7 +358,7 @@ class _Validator:
                     span,
                     str(nested),
                 )
-            if key not in used_conditions:
+            if key not in used_conditions and self.strict:
                 self.add(f"`{key}` condition is not used in the model.", "condition-not-used", span, key)
         self.modules_per_file()
 
@@ -192,6 +373,8 @@ class _Validator:
             key = (label, r.get("condition") or None)
             ast = self.restriction(r)
             if key in seen:
+                if not self.strict:
+                    continue
                 first = self.restriction(seen[key])
                 self.add(
                     f"the type restriction `{label}` is a duplicate in the relation `{rel_name}`.",
@@ -228,6 +411,8 @@ class _Validator:
                     )
 
     def _duplicates(self, rel_name: str, children: list[Any]) -> None:
+        if not self.strict:
+            return
         seen: dict[str, Any] = {}
         for child in children:
             label = rewrite_label(child)
@@ -420,20 +605,37 @@ class _Validator:
                     )
 
 
-def collect_errors(model: dict[str, Any], positions: Positions | None = None) -> list[ErrorDetail]:
-    validator = _Validator(model, positions)
+def collect_errors(
+    model: dict[str, Any], positions: Positions | None = None, *, strict: bool = True
+) -> list[ErrorDetail]:
+    if positions is None:
+        shape = shape_errors(model)
+        if shape:
+            return shape
+    validator = _Validator(model, positions, strict)
     if not validator.schema():
         return validator.errors
-    validator.structure()
-    if not validator.errors:
-        validator.entrypoints()
+    try:
+        validator.structure()
+        if not validator.errors:
+            validator.entrypoints()
+    except RecursionError:
+        # A chain of thousands of relations each pointing at the next; OpenFGA would not take it either.
+        validator.errors.append(
+            ErrorDetail("the authorization model is too deeply nested to validate", error_type="too-deep")
+        )
     return validator.errors
 
 
-def validate_model(model: dict[str, Any], positions: Positions | None = None) -> None:
-    """Raise :class:`ModelValidationError` listing every broken rule."""
+def validate_model(model: Any, positions: Positions | None = None, *, strict: bool = True) -> None:
+    """Raise :class:`ModelValidationError` listing every broken rule.
+
+    ``strict=False`` leaves out the three rules of OpenFGA's language that its server does not enforce on
+    WriteAuthorizationModel (an unused condition, a duplicate type restriction, a duplicate operand), as
+    ``fga model validate`` shows.
+    """
     if not isinstance(model, dict):
         raise ModelValidationError([ErrorDetail("the authorization model must be a JSON object")])
-    errors = collect_errors(model, positions)
+    errors = collect_errors(model, positions, strict=strict)
     if errors:
         raise ModelValidationError(errors)
