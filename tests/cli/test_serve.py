@@ -115,6 +115,9 @@ def test_dev_tls_serves_https_that_trusts_only_the_local_ca(tmp_path: Path) -> N
         assert str(ca_file.resolve()) in output and "SSL_CERT_FILE" in output
         assert f"{url}/login" in output and f"{url}/.well-known/openid-configuration" in output
         assert f"{url}/.well-known/jwks.json" in output
+        # Every URL the summary prints answers.
+        for printed in sorted(set(re.findall(r"https://127\.0\.0\.1:\d+/\S*", output))):
+            assert httpx.get(printed, verify=only_our_ca).status_code == 200, printed
         password = re.search(r"password\s+(\S+)", output)
         assert password and DEMO_EMAIL in output
 
