@@ -150,6 +150,8 @@ def validate_metadata(data: Any, *, allow_secret_methods: bool = True) -> Client
     """RFC 7591 section 2 and the OpenID extensions Tessera supports; raises the section 3.2.2 errors."""
     if not isinstance(data, dict):
         raise InvalidClientMetadata("the request body must be a JSON object")
+    # Clients built on typed models (the MCP SDK's among them) send null for what they leave out.
+    data = {key: value for key, value in data.items() if value is not None}
     # RFC 7591 2: token_endpoint_auth_method defaults to client_secret_basic.
     method = data.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
