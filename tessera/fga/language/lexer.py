@@ -10,6 +10,7 @@ token whose text is kept as written.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -77,14 +78,8 @@ class Lexer:
                 self.line_starts.append(i + 1)
 
     def position(self, offset: int) -> tuple[int, int]:
-        lo, hi = 0, len(self.line_starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.line_starts[mid] <= offset:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo, offset - self.line_starts[lo]
+        line = bisect.bisect_right(self.line_starts, offset) - 1
+        return line, offset - self.line_starts[line]
 
     def _token(self, kind: str, start: int, end: int, text: str | None = None) -> Token:
         line, col = self.position(start)
