@@ -16,6 +16,7 @@ from tessera.cli.common import (
     run_with_services,
 )
 from tessera.core.errors import NotFound
+from tessera.identity.sessions import LoginSession
 from tessera.identity.users import User
 from tessera.services import Services
 
@@ -150,3 +151,43 @@ def enable_command(
     """Enable a disabled user again."""
     _set_disabled(email, database_url, disabled=False)
     typer.echo("user enabled")
+
+
+@app.command("sessions")
+def sessions_command(
+    email: str = typer.Argument(..., help="The user's email address."),
+    end: bool = typer.Option(False, "--end", help="End every one of them (sign the user out everywhere)."),
+    database_url: str | None = DatabaseUrlOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List a user's live login sessions, or end them all with --end."""
+    settings = load_settings(database_url=database_url)
+
+    async def work(services: Services) -> tuple[list[LoginSession], int]:
+        user = await services.users.find_by_email(email)
+        if user is None:
+            raise NotFound(f"no user {email}")
+        live = await services.sessions.list_for_user(user.id)
+        ended = await services.sessions.end_all_for_user(user.id, "ended_by_admin") if end else 0
+        return live, ended
+
+    live, ended = run_with_services(settings, work)
+    if end:
+        typer.echo(f"{ended} session(s) ended")
+        return
+    records = [
+        {
+            "id": s.id,
+            "auth_time": s.auth_time.isoformat(),
+            "expires_at": s.expires_at.isoformat(),
+            "amr": s.amr,
+            "ip": s.ip,
+            "user_agent": s.user_agent,
+        }
+        for s in live
+    ]
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for record in records:
+        typer.echo(f"{record['id']}  since {record['auth_time']}  from {record['ip'] or '-'}")

@@ -115,3 +115,28 @@ def test_disable_and_enable(tmp_path: Path) -> None:
     assert verify(url, tmp_path, "mary@example.com", "mary passphrase")
     missing = runner.invoke(app, ["users", "disable", "nobody@example.com", "--database-url", url])
     assert missing.exit_code == 1 and "no user" in missing.output
+
+
+def test_sessions_list_and_end(tmp_path: Path) -> None:
+    url = db_url(tmp_path)
+    runner = CliRunner()
+    runner.invoke(app, ["users", "create", "nora@example.com", "--database-url", url])
+
+    async def start_sessions() -> None:
+        services = Services(Settings(database_url=url, data_dir=tmp_path))
+        try:
+            user = await services.users.find_by_email("nora@example.com")
+            assert user is not None
+            for ip in ("203.0.113.1", "203.0.113.2"):
+                await services.sessions.create(user.id, ["pwd"], ip, "test agent")
+        finally:
+            await services.aclose()
+
+    asyncio.run(start_sessions())
+    listed = runner.invoke(app, ["users", "sessions", "nora@example.com", "--json", "--database-url", url])
+    assert listed.exit_code == 0
+    assert sorted(s["ip"] for s in json.loads(listed.output)) == ["203.0.113.1", "203.0.113.2"]
+    ended = runner.invoke(app, ["users", "sessions", "nora@example.com", "--end", "--database-url", url])
+    assert ended.exit_code == 0 and "2 session(s) ended" in ended.output
+    again = runner.invoke(app, ["users", "sessions", "nora@example.com", "--json", "--database-url", url])
+    assert json.loads(again.output) == []
