@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tessera.audit import EventType
@@ -395,3 +398,15 @@ async def database_rows(services: Services) -> AsyncIterator[int]:
 
     async with services.db.read() as conn:
         yield int((await conn.execute(select(func.count()).select_from(rate_limit_counters))).scalar_one())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="/\\:@.?#%&=;\t\n\r xevil0", max_size=24))
+def test_no_accepted_return_to_leaves_the_server(value: str) -> None:
+    accepted = safe_return_to(value)
+    if accepted is None:
+        return
+    # Browsers drop tabs and newlines before parsing (WHATWG URL); none may remain, and the target stays here.
+    assert not any(ch in accepted for ch in "\t\n\r \\")
+    joined = urlsplit(urljoin("https://issuer.example/base/", accepted))
+    assert joined.scheme == "https" and joined.netloc == "issuer.example"
