@@ -896,8 +896,12 @@ def measure(args: argparse.Namespace, wrk: str, servers: list[Server], work_dir:
     scripts = {s.name: write_wrk_script(s, work_dir) for s in servers}
     load = os.getloadavg()
     print(
-        f"\nwrk {args.threads} thread, {args.connections} connections, {args.duration} s x {args.rounds} "
-        f"rounds, warm-up {args.warmup} s; client_secret_basic; load average {load[0]:.2f} at start"
+        f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"tessera at {_git_revision()}; load average {load[0]:.2f} at start"
+    )
+    print(
+        f"wrk {args.threads} thread, {args.connections} connections, {args.duration} s x {args.rounds} "
+        f"rounds, warm-up {args.warmup} s; client_secret_basic"
     )
     for server in servers:
         if args.warmup:
@@ -966,6 +970,24 @@ def measure(args: argparse.Namespace, wrk: str, servers: list[Server], work_dir:
         print(f"\nmore than 0.1% of requests failed on: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _git_revision() -> str:
+    """The commit the servers ran from, marked when the work tree had changes (they ran too)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "tessera"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown commit"
+    return f"{head or 'unknown commit'}{' + uncommitted changes' if dirty else ''}"
 
 
 def print_table(summaries: dict[str, Summary]) -> None:
