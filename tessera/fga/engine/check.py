@@ -20,6 +20,7 @@ rewrite rules. The algorithm is described in prose in ``tessera/fga/README.md``;
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import time
@@ -39,6 +40,12 @@ from tessera.fga.engine.typesystem import (
     TupleToUserset,
     TypeSystem,
     Union,
+)
+
+# The closures being computed in the current chain of calls (tasks inherit it), to tell a closure asked for
+# from inside its own computation (answer: go forward) from one asked for concurrently (answer: wait for it).
+_COMPUTING: contextvars.ContextVar[frozenset[tuple[int, tuple[str, str]]]] = contextvars.ContextVar(
+    "fga_closures_computing", default=frozenset()
 )
 
 FALSE, TRUE, CYCLE = 0, 1, 2
@@ -61,7 +68,6 @@ class Resolution:
     # Userset closures (see LocalChecker._this): (type, relation) -> the user's memberships, or None.
     closures: dict[tuple[str, str], Any] = field(default_factory=dict)
     closure_max_facts: int = DEFAULT_CLOSURE_MAX_FACTS
-    _closing: set[tuple[str, str]] = field(default_factory=set)
     _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def closure(self, otype: str, relation: str) -> Any:
@@ -70,19 +76,25 @@ class Resolution:
         key = (otype, relation)
         if key in self.closures:
             return self.closures[key]
-        if key in self._closing or not self.closure_max_facts:
-            return None  # asked again while being computed (a guard inside the walk): go forward
+        computing = _COMPUTING.get()
+        if (id(self), key) in computing or not self.closure_max_facts:
+            return None  # asked from inside its own computation (a guard in the walk): go forward
+        # Concurrent resolutions (the RAG filter) wait for the one computation instead of repeating it.
         lock = self._closure_locks.setdefault(key, asyncio.Lock())
+        if computing and lock.locked():
+            # Inside another closure's computation: never wait on a second one (two computations could
+            # wait on each other); resolve forwards instead.
+            return None
         async with lock:
             if key in self.closures:
                 return self.closures[key]
             from tessera.fga.engine.list_objects import closure
 
-            self._closing.add(key)
+            token = _COMPUTING.set(computing | {(id(self), key)})
             try:
                 result = await closure(self, otype, relation, self.closure_max_facts)
             finally:
-                self._closing.discard(key)
+                _COMPUTING.reset(token)
             self.closures[key] = result
             return result
 
@@ -184,38 +196,8 @@ class LocalChecker:
                     names.append(str(user))
             elif ref.relation == user.relation:
                 names.append(str(user))
-        # 2. Userset tuples (group:x#member). The user's own memberships of that kind are computed once per
-        #    request backwards from the user (a few reverse reads, shared by every check of the request), and
-        #    one read asks for tuples naming any of them: this avoids walking a deep group tree downwards
-        #    from every object.
-        #    Undecided memberships (a cycle, a condition), memberships deeper than the depth limit allows and
-        #    users in too many sets fall back to resolving each userset tuple forwards.
-        if names and (not rel.userset_refs or res.reader.cheap(otype, oid)):
-            # Named directly: no need to work out the user's memberships (done first when the read is free
-            # or there is nothing else; otherwise one read below asks for everything at once).
-            for k in await res.reader.direct(otype, oid, relation, tuple(dict.fromkeys(names))):
-                try:
-                    if res.condition_holds(k):
-                        return TRUE
-                except FGAError as exc:
-                    error = exc
-            names = []
         refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
-        forward: list[tuple[str, str]] = []
         budget = res.max_depth - depth - 2
-        for st, srel in refs:
-            cl = await res.closure(st, srel) if not path_has_type(path, st, srel) else None
-            if cl is None:
-                forward.append((st, srel))
-                continue
-            deep = False
-            for o in cl.sure:
-                if cl.depth.get(o, 0) <= budget:
-                    names.append(f"{st}:{o}#{srel}")
-                else:
-                    deep = True
-            if cl.maybe or deep:
-                forward.append((st, srel))
         if names:
             for k in await res.reader.direct(otype, oid, relation, tuple(dict.fromkeys(names))):
                 try:
@@ -223,22 +205,30 @@ class LocalChecker:
                         return TRUE
                 except FGAError as exc:
                     error = exc
+        # 2. Userset tuples (group:x#member) on the object, when some may contain the user. Whether the user
+        #    is in one of them is answered from the user's side: the user's memberships of that kind are
+        #    computed once per request backwards from the user (a few reverse reads, shared by every check of
+        #    the request) instead of walking each group tree downwards. Undecided memberships (cycles,
+        #    conditions), memberships deeper than the depth limit allows and users in too many sets are
+        #    resolved forwards, one userset at a time.
         saw_cycle = False
-        if forward:
-            rows = await res.reader.usersets(otype, oid, relation, tuple(forward))
-            for k in rows:
+        if refs:
+            for k in await res.reader.usersets(otype, oid, relation, refs):
+                st, _, rest = k.user.partition(":")
+                sid, _, srel = rest.partition("#")
+                cl = await res.closure(st, srel) if not path_has_type(path, st, srel) else None
+                if cl is not None and sid not in cl.maybe and cl.depth.get(sid, 0) <= budget:
+                    if sid not in cl.sure:
+                        continue  # the user is not in that set
+                    try:
+                        if res.condition_holds(k):
+                            return TRUE
+                    except FGAError as exc:
+                        error = exc
+                    continue
                 try:
                     if not res.condition_holds(k):
                         continue
-                except FGAError as exc:
-                    error = exc
-                    continue
-                st, _, rest = k.user.partition(":")
-                sid, _, srel = rest.partition("#")
-                cl = res.closures.get((st, srel))
-                if cl is not None and sid not in cl.maybe and cl.depth.get(sid, 0) <= budget:
-                    continue  # decided by the closure above
-                try:
                     r = await self.resolve_tri(res, st, sid, srel, depth + 1, path)
                 except FGAError as exc:
                     error = exc

@@ -215,12 +215,21 @@ async def closure(res: Resolution, object_type: str, relation: str, max_facts: i
             pass
     except TooManyFacts:
         return None
-    found = rx.facts.get((object_type, relation), {})
-    return Closure(
-        {o for o, m in found.items() if m == SURE},
-        {o for o, m in found.items() if m != SURE},
-        {o: rx.depth[(object_type, relation, o)] for o in found},
-    )
+    # Every relation the walk could reach the target through was walked completely, so its facts are that
+    # relation's closure too (a team closure falls out of an organization closure): keep them.
+    result: Closure | None = None
+    for key in rx.relevant:
+        found = rx.facts.get(key, {})
+        cl = Closure(
+            {o for o, m in found.items() if m == SURE},
+            {o for o, m in found.items() if m != SURE},
+            {o: rx.depth[(key[0], key[1], o)] for o in found},
+        )
+        if key == (object_type, relation):
+            result = cl
+        else:
+            res.closures.setdefault(key, cl)
+    return result
 
 
 class ReverseExpansion:
@@ -247,6 +256,7 @@ class ReverseExpansion:
         self.max_facts = max_facts
         self._count = 0
         self.depth: dict[tuple[str, str, str], int] = {}
+        self.relevant: frozenset[tuple[str, str]] = frozenset()
 
     def _condition(self, key: TupleKey) -> int | None:
         """SURE when the tuple's condition holds, None when it does not, MAYBE when it cannot be decided
@@ -295,6 +305,7 @@ class ReverseExpansion:
         a maybe for the same id. ``self.depth`` records how many resolution steps below each fact the
         user was found (what a forward Check would need), for the depth limit."""
         rules = build_rules(self.ts, self.user, self.target)
+        self.relevant = rules.relevant
         u = self.user
         # Closures this request already computed are complete: their facts are seeded and the rules that
         # derive them skipped (a team closure is not recomputed inside an organization closure).

@@ -20,7 +20,7 @@ from tessera.core.clock import Clock
 from tessera.fga.engine.check import DEFAULT_MAX_DEPTH, TRUE, CachedChecker, LocalChecker, Resolution
 from tessera.fga.engine.errors import ErrorCode, FGAError, validation
 from tessera.fga.engine.expand import expand as expand_tree
-from tessera.fga.engine.filter import check_many
+from tessera.fga.engine.filter import filter_ids
 from tessera.fga.engine.list_objects import stream_objects
 from tessera.fga.engine.list_users import UserFilter, list_users
 from tessera.fga.engine.reader import RequestReader
@@ -62,6 +62,8 @@ class EngineConfig:
     object_prefetch: int = 100
     # A user in more sets of one userset kind than this is resolved forwards (see check.py); 0: always.
     closure_max_facts: int = 500
+    # The RAG filter first walks backwards from the user up to this many facts (see filter.py); 0: never.
+    filter_reverse_budget: int = 20_000
 
 
 # --- request and response shapes ------------------------------------------------------------------------
@@ -569,11 +571,20 @@ class FGAService:
             ts.relation_or_raise(otype, req.relation)
             by_type.setdefault(otype, []).append(oid)
         reader = RequestReader(self.ds, req.store_id, ts, ctx, batching=True)
-        res = Resolution(ts, reader, user, req.context, self.config.max_depth)
+        res = Resolution(
+            ts,
+            reader,
+            user,
+            req.context,
+            self.config.max_depth,
+            closure_max_facts=self.config.closure_max_facts,
+        )
         allowed: set[str] = set()
         for otype, ids in by_type.items():
-            verdicts = await check_many(res, otype, req.relation, ids)
-            allowed.update(f"{otype}:{i}" for i, ok in zip(ids, verdicts, strict=True) if ok)
+            found = await filter_ids(
+                res, otype, req.relation, ids, reverse_budget=self.config.filter_reverse_budget
+            )
+            allowed.update(f"{otype}:{i}" for i in found)
         return [o for o in dict.fromkeys(req.objects) if o in allowed]
 
     # --- validation helpers -----------------------------------------------------------------------------

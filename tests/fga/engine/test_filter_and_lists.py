@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import pytest
+
 from tessera.fga.engine.memory import MemoryDatastore
-from tessera.fga.engine.service import FilterRequest, ListObjectsRequest
+from tessera.fga.engine.service import EngineConfig, FGAService, FilterRequest, ListObjectsRequest
 from tessera.fga.engine.tuples import TupleKey
 from tests.fga.engine.helpers import allowed, setup, tk
 
@@ -72,10 +74,12 @@ def _graph(seed: int) -> list[TupleKey]:
     return tuples
 
 
-async def test_filter_agrees_with_check_and_batches_reads() -> None:
+@pytest.mark.parametrize("reverse_budget", [20_000, 0], ids=["users-side", "candidates-side"])
+async def test_filter_agrees_with_check_and_batches_reads(reverse_budget: int) -> None:
     for seed in range(5):
         ds = CountingDatastore()
         svc, sid, _ = await setup(MODEL, _graph(seed), ds=ds)
+        fast = FGAService(ds, config=EngineConfig(filter_reverse_budget=reverse_budget))
         docs = [f"document:d{d}" for d in range(100)]
         for relation in ("viewer", "editor"):
             expected = [
@@ -85,12 +89,25 @@ async def test_filter_agrees_with_check_and_batches_reads() -> None:
             ]
             singles = ds.calls
             ds.calls = 0
-            got = await svc.filter_objects(FilterRequest(sid, "user:u0", relation, docs))
+            got = await fast.filter_objects(FilterRequest(sid, "user:u0", relation, docs))
             assert got == expected
             # A handful of batched reads per rewrite step, not several per candidate.
             assert ds.calls < 40, (seed, relation, ds.calls, singles)
             assert singles > 3 * ds.calls
             ds.calls = 0
+
+
+async def test_filter_falls_back_to_the_candidates_side_for_users_who_reach_too_much() -> None:
+    tuples = [tk("folder:root", "viewer", "user:admin")]
+    tuples += [tk(f"document:d{i}", "parent", "folder:root") for i in range(300)]
+    tuples += [tk("document:d7", "restricted", "user:admin")]
+    ds = CountingDatastore()
+    _svc, sid, _ = await setup(MODEL, tuples, ds=ds)
+    small = FGAService(ds, config=EngineConfig(filter_reverse_budget=50))
+    docs = ["document:d7", "document:d8", "document:nope"]
+    ds.calls = 0
+    assert await small.filter_objects(FilterRequest(sid, "user:admin", "viewer", docs)) == ["document:d8"]
+    assert ds.calls < 20
 
 
 async def test_filter_keeps_input_order_and_rejects_unknown_relations() -> None:
