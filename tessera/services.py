@@ -27,6 +27,7 @@ from tessera.web.pages import Pages
 
 if TYPE_CHECKING:
     from tessera.fga.engine.service import FGAService
+    from tessera.fga.sql.store import SQLDatastore
     from tessera.oauth.server import OAuthServer
 
 
@@ -95,11 +96,18 @@ class Services:
     def fga(self) -> FGAService:
         """The relationship engine (tessera/fga) on the SQL datastore, shared by /fga and `tessera fga`."""
         from tessera.fga.engine.service import FGAService
+
+        return FGAService(self.fga_datastore, clock=self.clock)
+
+    @cached_property
+    def fga_datastore(self) -> SQLDatastore:
         from tessera.fga.sql.store import SQLDatastore
 
-        return FGAService(SQLDatastore(self.db, self.clock), clock=self.clock)
+        return SQLDatastore(self.db, self.clock)
 
     async def aclose(self) -> None:
+        if "fga_datastore" in self.__dict__:
+            await self.fga_datastore.aclose()
         if "oauth" in self.__dict__:
             await self.oauth.aclose()
         if "rate_limiter" in self.__dict__:

@@ -12,11 +12,13 @@ page starts strictly after it and concurrent writes never make a page repeat a r
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy.engine import make_url
 
 from tessera.core.clock import Clock
 from tessera.fga.engine.errors import ErrorCode, FGAError
@@ -73,6 +75,28 @@ def _key(row: Any) -> TupleKey:
         condition_name=row.condition_name or None,
         condition_context=row.condition_context or None,
     )
+
+
+def _users_clause(users: Sequence[str]) -> Any:
+    """``user IN (...)`` that both databases answer from the index.
+
+    A row-value ``(user_type, user_id, user_relation) IN (...)`` makes SQLite scan every tuple of the
+    relation; grouping the users by (type, relation) gives ``user_type = ? AND user_relation = ? AND
+    user_id IN (...)``, one index probe per user, OR-ed per group.
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for user in dict.fromkeys(users):
+        utype, uid, urel = split_user(user)
+        groups.setdefault((utype, urel), []).append(uid)
+    terms = [
+        and_(
+            _t.user_type == utype,
+            _t.user_id == ids[0] if len(ids) == 1 else _t.user_id.in_(ids),
+            _t.user_relation == urel,
+        )
+        for (utype, urel), ids in groups.items()
+    ]
+    return terms[0] if len(terms) == 1 else or_(*terms)
 
 
 def _tuple_row(store_id: str, key: TupleKey, now: datetime) -> dict[str, Any]:
@@ -141,6 +165,13 @@ class SQLDatastore:
     def __init__(self, db: Database, clock: Clock):
         self.db = db
         self._clock = clock
+        self._hot = _SQLiteHotReads.for_database(db)
+        # Models never change once written: parsed ones are kept (store_id, model_id) -> record.
+        self._models: dict[tuple[str, str], ModelRecord] = {}
+
+    async def aclose(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
@@ -157,6 +188,8 @@ class SQLDatastore:
 
     async def get_store(self, store_id: str) -> StoreRecord | None:
         """None for unknown and for deleted stores (OpenFGA answers 404 for both)."""
+        if self._hot is not None:
+            return self._hot.store(store_id)
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -208,15 +241,29 @@ class SQLDatastore:
         return ModelRecord(model_id, store_id, body, now)
 
     async def read_model(self, store_id: str, model_id: str) -> ModelRecord | None:
+        cached = self._models.get((store_id, model_id))
+        if cached is not None:
+            return cached
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
                     select(fga_models).where(fga_models.c.store_id == store_id, fga_models.c.id == model_id)
                 )
             ).first()
-        return None if row is None else _model(row)
+        if row is None:
+            return None
+        record = _model(row)
+        if len(self._models) < 1024:
+            self._models[(store_id, model_id)] = record
+        return record
 
     async def latest_model(self, store_id: str) -> ModelRecord | None:
+        if self._hot is not None:
+            model_id = self._hot.latest_model_id(store_id)
+            if model_id is None:
+                return None
+            cached = self._models.get((store_id, model_id))
+            return cached if cached is not None else await self.read_model(store_id, model_id)
         async with self.db.read() as conn:
             row = (
                 await conn.execute(
@@ -277,6 +324,8 @@ class SQLDatastore:
 
     async def revision(self, store_id: str) -> int:
         """The newest changelog sequence number of the store: it moves on every write, from any process."""
+        if self._hot is not None:
+            return self._hot.revision(store_id)
         async with self.db.read() as conn:
             value = (
                 await conn.execute(
@@ -295,9 +344,11 @@ class SQLDatastore:
         users: Sequence[str] | None = None,
         usersets: Sequence[tuple[str, str]] | None = None,
     ) -> list[TupleKey]:
-        if not object_ids:
+        if not object_ids or (users is not None and not users) or (usersets is not None and not usersets):
             return []
         ids = list(dict.fromkeys(object_ids))
+        if self._hot is not None:
+            return self._hot.by_objects(store_id, object_type, relation, ids, users, usersets)
         conds: list[Any] = [
             _t.store_id == store_id,
             _t.object_type == object_type,
@@ -307,12 +358,7 @@ class SQLDatastore:
         if users is not None:
             if not users:
                 return []
-            parts = [split_user(u) for u in dict.fromkeys(users)]
-            if len(parts) == 1:
-                ut, ui, ur = parts[0]
-                conds += [_t.user_type == ut, _t.user_id == ui, _t.user_relation == ur]
-            else:
-                conds.append(tuple_(_t.user_type, _t.user_id, _t.user_relation).in_(parts))
+            conds.append(_users_clause(users))
         elif usersets is not None:
             if not usersets:
                 return []
@@ -328,16 +374,32 @@ class SQLDatastore:
     ) -> list[TupleKey]:
         if not users:
             return []
-        parts = [split_user(u) for u in dict.fromkeys(users)]
-        conds: list[Any] = [_t.store_id == store_id, _t.object_type == object_type, _t.relation == relation]
-        if len(parts) == 1:
-            ut, ui, ur = parts[0]
-            conds += [_t.user_type == ut, _t.user_id == ui, _t.user_relation == ur]
-        else:
-            conds.append(tuple_(_t.user_type, _t.user_id, _t.user_relation).in_(parts))
+        if self._hot is not None:
+            return self._hot.by_users(store_id, object_type, relation, users)
+        conds: list[Any] = [
+            _t.store_id == store_id,
+            _t.object_type == object_type,
+            _t.relation == relation,
+            _users_clause(users),
+        ]
         async with self.db.read() as conn:
             rows = (await conn.execute(select(*_TUPLE_COLUMNS).where(*conds))).all()
         return [_key(r) for r in rows]
+
+    async def read_object_tuples(self, store_id: str, obj: str, limit: int) -> list[TupleKey] | None:
+        """Every tuple of one object (all relations, one primary-key range), or None past ``limit``."""
+        otype, _, oid = obj.partition(":")
+        if self._hot is not None:
+            rows = self._hot.of_object(store_id, otype, oid, limit + 1)
+        else:
+            stmt = (
+                select(*_TUPLE_COLUMNS)
+                .where(_t.store_id == store_id, _t.object_type == otype, _t.object_id == oid)
+                .limit(limit + 1)
+            )
+            async with self.db.read() as conn:
+                rows = [_key(r) for r in (await conn.execute(stmt)).all()]
+        return None if len(rows) > limit else rows
 
     async def read_page(
         self, store_id: str, flt: ReadFilter, page_size: int, continuation: str | None
@@ -481,3 +543,146 @@ class SQLDatastore:
         ]
         last = rows[-1].seq if rows else after
         return items, encode_token({"seq": last, "t": object_type})
+
+
+# --- SQLite: the resolver's reads on the event loop -------------------------------------------------------
+
+_SELECT_TUPLES = (
+    "SELECT object_type, object_id, relation, user_type, user_id, user_relation, condition_name, "
+    "condition_context FROM fga_tuples WHERE store_id = ? AND object_type = ? AND relation = ? AND "
+)
+
+
+def _sqlite_users(users: Sequence[str], params: list[Any]) -> str:
+    """The SQL of :func:`_users_clause`: one index probe per user, grouped by (type, relation)."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for user in dict.fromkeys(users):
+        utype, uid, urel = split_user(user)
+        groups.setdefault((utype, urel), []).append(uid)
+    terms = []
+    for (utype, urel), ids in groups.items():
+        params += [utype, urel, *ids]
+        terms.append(f"(user_type = ? AND user_relation = ? AND user_id IN ({', '.join('?' * len(ids))}))")
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+def _sqlite_key(row: tuple[Any, ...]) -> TupleKey:
+    otype, oid, relation, utype, uid, urel, cname, cctx = row
+    return TupleKey(
+        object=f"{otype}:{oid}",
+        relation=relation,
+        user=f"{utype}:{uid}#{urel}" if urel else f"{utype}:{uid}",
+        condition_name=cname or None,
+        condition_context=(json.loads(cctx) or None) if cctx else None,
+    )
+
+
+class _SQLiteHotReads:
+    """The reads every Check makes (store, latest model id, revision, tuples by object, by user), run on
+    SQLite directly from the event loop.
+
+    They are in-process B-tree lookups costing a few microseconds; handing each to aiosqlite's thread
+    through SQLAlchemy's pool costs about a hundred times that (measured by bench/fga.py), and the resolver
+    makes several per Check. The connection is read-only and in autocommit mode, so each statement sees
+    everything committed before it (WAL lets it read beside the writer). Writes and everything else still go
+    through :class:`~tessera.storage.database.Database`.
+    """
+
+    def __init__(self, path: str):
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def for_database(cls, db: Database) -> _SQLiteHotReads | None:
+        if not db.is_sqlite:
+            return None
+        database = make_url(db.url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return cls(database)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA busy_timeout = 15000")
+            self._conn = conn
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def store(self, store_id: str) -> StoreRecord | None:
+        row = (
+            self._db()
+            .execute(
+                "SELECT id, name, created_at, updated_at FROM fga_stores WHERE id = ? AND deleted_at IS NULL",
+                (store_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        return StoreRecord(row[0], row[1], _sqlite_time(row[2]), _sqlite_time(row[3]))
+
+    def latest_model_id(self, store_id: str) -> str | None:
+        row = (
+            self._db()
+            .execute("SELECT id FROM fga_models WHERE store_id = ? ORDER BY seq DESC LIMIT 1", (store_id,))
+            .fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def revision(self, store_id: str) -> int:
+        row = (
+            self._db().execute("SELECT max(seq) FROM fga_changes WHERE store_id = ?", (store_id,)).fetchone()
+        )
+        return int(row[0] or 0)
+
+    def by_objects(
+        self,
+        store_id: str,
+        object_type: str,
+        relation: str,
+        object_ids: list[str],
+        users: Sequence[str] | None,
+        usersets: Sequence[tuple[str, str]] | None,
+    ) -> list[TupleKey]:
+        params: list[Any] = [store_id, object_type, relation, *object_ids]
+        sql = _SELECT_TUPLES + f"object_id IN ({', '.join('?' * len(object_ids))})"
+        if users is not None:
+            sql += " AND " + _sqlite_users(users, params)
+        elif usersets is not None:
+            pairs = list(dict.fromkeys(usersets))
+            sql += (
+                " AND user_relation != '' AND ("
+                + " OR ".join("(user_type = ? AND user_relation = ?)" for _ in pairs)
+                + ")"
+            )
+            for utype, urel in pairs:
+                params += [utype, urel]
+        return [_sqlite_key(r) for r in self._db().execute(sql, params).fetchall()]
+
+    def of_object(self, store_id: str, object_type: str, object_id: str, limit: int) -> list[TupleKey]:
+        sql = (
+            "SELECT object_type, object_id, relation, user_type, user_id, user_relation, condition_name, "
+            "condition_context FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id = ? "
+            "LIMIT ?"
+        )
+        rows = self._db().execute(sql, (store_id, object_type, object_id, limit)).fetchall()
+        return [_sqlite_key(r) for r in rows]
+
+    def by_users(
+        self, store_id: str, object_type: str, relation: str, users: Sequence[str]
+    ) -> list[TupleKey]:
+        params: list[Any] = [store_id, object_type, relation]
+        sql = _SELECT_TUPLES + _sqlite_users(users, params)
+        return [_sqlite_key(r) for r in self._db().execute(sql, params).fetchall()]
+
+
+def _sqlite_time(value: Any) -> datetime:
+    # SQLAlchemy's DateTime on SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff" (UTC, see UTCDateTime).
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

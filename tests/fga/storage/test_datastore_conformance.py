@@ -317,3 +317,24 @@ async def test_sql_bulk_load_is_read_by_the_lookups(database: Database, clock: F
     assert n == 2000
     found = await ds.read_by_users(sid, "doc", "viewer", ["user:u3"])
     assert len(found) == len([i for i in range(2000) if i % 7 == 3])
+
+
+async def test_read_object_tuples_gives_every_relation_or_none_past_the_limit(
+    ds: SQLDatastore, store_id: str
+) -> None:
+    await ds.write(
+        store_id,
+        [],
+        [
+            tk("doc:1", "viewer", "user:a"),
+            tk("doc:1", "owner", "group:g#member"),
+            tk("doc:2", "viewer", "user:a"),
+        ],
+    )
+    every = await ds.read_object_tuples(store_id, "doc:1", 10)
+    assert every is not None and ident(every) == {
+        ("doc:1", "viewer", "user:a"),
+        ("doc:1", "owner", "group:g#member"),
+    }
+    assert await ds.read_object_tuples(store_id, "doc:1", 1) is None
+    assert await ds.read_object_tuples(store_id, "doc:9", 10) == []
