@@ -58,6 +58,9 @@ class EngineConfig:
     list_users_max_results: int = 0
     check_cache_ttl: float = 10.0
     check_cache_entries: int = 10_000
+    # Store existence and the latest model id are remembered this long (seconds): a store deleted or a model
+    # written by another process is seen after at most this; this process's own changes at once.
+    metadata_cache_ttl: float = 10.0
     # Check reads each object's tuples once (all relations) when it has at most this many; 0: per relation.
     object_prefetch: int = 100
     # A user in more sets of one userset kind than this is resolved forwards (see check.py); 0: always.
@@ -205,6 +208,8 @@ class FGAService:
         # Models are immutable, so a parsed model can be kept for the life of the service.
         self._typesystems: dict[tuple[str, str], TypeSystem] = {}
         self._revisions: dict[str, int] = {}
+        self._known_stores: dict[str, float] = {}
+        self._latest: dict[str, tuple[str, float]] = {}
         # Per store and model: object types too large to prefetch whole (learned by the readers).
         self._big_types: dict[tuple[str, str], set[str]] = {}
 
@@ -232,6 +237,16 @@ class FGAService:
     async def delete_store(self, store_id: str) -> None:
         await self.get_store(store_id)
         await self.ds.delete_store(store_id)
+        self._known_stores.pop(store_id, None)
+        self._latest.pop(store_id, None)
+
+    async def _ensure_store(self, store_id: str) -> None:
+        """get_store for the hot path: a store seen recently is not read again."""
+        now = self.clock.now()
+        if self._known_stores.get(store_id, 0.0) > now:
+            return
+        await self.get_store(store_id)
+        self._known_stores[store_id] = now + self.config.metadata_cache_ttl
 
     # --- models -----------------------------------------------------------------------------------------
 
@@ -242,6 +257,7 @@ class FGAService:
         ts = TypeSystem.from_json(body, model_id)
         await self.ds.write_model(store_id, model_id, body)
         self._typesystems[(store_id, model_id)] = ts
+        self._latest[store_id] = (model_id, self.clock.now() + self.config.metadata_cache_ttl)
         return model_id
 
     async def read_authorization_model(self, store_id: str, model_id: str) -> ModelRecord:
@@ -263,7 +279,11 @@ class FGAService:
         return recs, tok or ""
 
     async def typesystem(self, store_id: str, model_id: str = "") -> TypeSystem:
-        await self.get_store(store_id)
+        await self._ensure_store(store_id)
+        if not model_id:
+            cached = self._latest.get(store_id)
+            if cached is not None and cached[1] > self.clock.now():
+                model_id = cached[0]
         if model_id:
             if len(model_id) != 26:
                 raise FGAError(ErrorCode.authorization_model_id_too_long, f"invalid model id '{model_id}'")
@@ -282,6 +302,7 @@ class FGAService:
                     ErrorCode.latest_authorization_model_not_found,
                     f"No authorization models found for store '{store_id}'",
                 )
+            self._latest[store_id] = (rec.id, self.clock.now() + self.config.metadata_cache_ttl)
             hit = self._typesystems.get((store_id, rec.id))
             if hit is not None:
                 return hit

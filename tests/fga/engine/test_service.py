@@ -313,3 +313,33 @@ async def test_higher_consistency_bypasses_the_check_cache() -> None:
     await other.write(sid, [tk("document:1", "owner", "user:bob")])
     assert await allowed(other, sid, "document:1", "owner", "user:bob")
     assert await allowed(other, sid, "document:1", "owner", "user:anne")
+
+
+async def test_latest_model_and_store_are_remembered_for_the_metadata_ttl() -> None:
+    from tessera.core.clock import FrozenClock
+
+    clock = FrozenClock(1_000_000.0)
+    ds = MemoryDatastore(clock)
+    one = FGAService(ds, clock=clock)
+    two = FGAService(ds, clock=clock)  # another process
+    store = await one.create_store("s")
+    await one.write_authorization_model(store.id, transform_dsl_to_json(MODEL))
+    await one.write(store.id, [tk("document:1", "viewer", "user:anne")])
+    assert await allowed(one, store.id, "document:1", "viewer", "user:anne", consistency="HIGHER_CONSISTENCY")
+    restricted = MODEL.replace("[user, user:*, group#member]", "[group#member]")
+    await two.write_authorization_model(store.id, transform_dsl_to_json(restricted))
+    # The writer sees its model at once; the other process within the TTL still uses the one it knew.
+    assert not await allowed(two, store.id, "document:1", "viewer", "user:anne")
+    assert await allowed(one, store.id, "document:1", "viewer", "user:anne", consistency="HIGHER_CONSISTENCY")
+    clock.advance(11)
+    assert not await allowed(
+        one, store.id, "document:1", "viewer", "user:anne", consistency="HIGHER_CONSISTENCY"
+    )
+    await two.delete_store(store.id)
+    assert await _code(two.check(CheckRequest(store.id, tk("document:1", "viewer", "user:a")))) == (
+        ErrorCode.store_id_not_found
+    )
+    clock.advance(11)
+    assert await _code(one.check(CheckRequest(store.id, tk("document:1", "viewer", "user:a")))) == (
+        ErrorCode.store_id_not_found
+    )
