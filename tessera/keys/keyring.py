@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey
@@ -193,9 +197,7 @@ class KeyRing:
 
     async def sign(self, claims: dict[str, Any], *, typ: str = "JWT") -> tuple[str, SigningKey]:
         key = await self.active()
-        header = {"alg": key.alg, "typ": typ, "kid": key.kid}
-        token = jwt.encode(header, claims, key.key, algorithms=[key.alg])
-        return token, key
+        return sign_compact(key, claims, typ), key
 
     async def verify(self, token: str, *, typ: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Check the signature of a token Tessera signed; returns (header, claims). Claims are not validated.
@@ -226,3 +228,28 @@ class KeyRing:
         if not isinstance(claims, dict):
             raise KeyError_("token claims are not an object")
         return dict(header), claims
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sign_compact(key: SigningKey, claims: dict[str, Any], typ: str) -> str:
+    """RFC 7515 compact serialization, signed with ``cryptography`` directly.
+
+    This is the token endpoint's hot path, so it skips the generic JOSE machinery: the header is fixed by
+    our own key, and ES256 needs only the DER signature turned into R || S (RFC 7518 3.4). Verification
+    (``KeyRing.verify``) goes through joserfc, and the tests check that joserfc accepts what this signs.
+    """
+    header = json.dumps({"alg": key.alg, "typ": typ, "kid": key.kid}, separators=(",", ":")).encode()
+    payload = json.dumps(claims, separators=(",", ":")).encode()
+    signing_input = f"{_b64(header)}.{_b64(payload)}".encode("ascii")
+    private = key.key.private_key
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    elif isinstance(private, ed25519.Ed25519PrivateKey):
+        signature = private.sign(signing_input)
+    else:  # pragma: no cover - only ES256 and Ed25519 keys are ever generated
+        raise KeyError_(f"cannot sign with {type(private).__name__}")
+    return f"{signing_input.decode('ascii')}.{_b64(signature)}"

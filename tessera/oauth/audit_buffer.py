@@ -12,17 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
 
-from tessera.audit.log import AuditEvent, AuditLog
+from sqlalchemy import insert
+
+from tessera.audit.log import AuditEvent, audit_events
+from tessera.core.clock import Clock
+from tessera.core.ids import new_id
 from tessera.storage.database import Database
 
 log = logging.getLogger("tessera.oauth.audit")
 
 
 class AuditBuffer:
-    def __init__(self, audit: AuditLog, db: Database, *, interval: float = 0.2, batch: int = 100):
-        self._audit = audit
+    def __init__(self, db: Database, clock: Clock, *, interval: float = 0.2, batch: int = 100):
         self._db = db
+        self._clock = clock
         self._interval = interval
         self._batch = batch
         self._pending: list[AuditEvent] = []
@@ -31,6 +38,8 @@ class AuditBuffer:
         self._closed = False
 
     def add(self, event: AuditEvent) -> None:
+        if event.occurred_at is None:  # when it happened, not when it was written
+            event = replace(event, occurred_at=datetime.fromtimestamp(self._clock.now(), UTC))
         self._pending.append(event)
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
@@ -54,8 +63,8 @@ class AuditBuffer:
             events, self._pending = self._pending[: self._batch * 10], self._pending[self._batch * 10 :]
             try:
                 async with self._db.transaction() as conn:
-                    for event in events:
-                        await self._audit.record(event, conn=conn)
+                    # One executemany: a round trip per event would cost more than the tokens it describes.
+                    await conn.execute(insert(audit_events), [_row(event) for event in events])
             except Exception:  # the audit log must not take the token endpoint down with it
                 log.exception("could not write %d audit events", len(events))
 
@@ -67,3 +76,22 @@ class AuditBuffer:
             with contextlib.suppress(Exception):
                 await self._task
         await self.flush()
+
+
+def _truncate(value: str | None, limit: int) -> str | None:
+    return value if value is None or len(value) <= limit else value[:limit]
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    """The row ``AuditLog.record`` would write (same column limits)."""
+    return {
+        "id": new_id(),
+        "occurred_at": event.occurred_at,
+        "type": str(event.type),
+        "user_id": event.user_id,
+        "client_id": _truncate(event.client_id, 2048),
+        "session_id": event.session_id,
+        "ip": _truncate(event.ip, 64),
+        "user_agent": _truncate(event.user_agent, 1024),
+        "details": event.details,
+    }

@@ -63,7 +63,8 @@ class OAuthServer:
             issuer=self.issuer,
             jwks_uri_ttl=services.settings.jwks_uri_cache_ttl,
         )
-        self.audit_buffer = AuditBuffer(services.audit, self.db)
+        self.audit_buffer = AuditBuffer(self.db, self.clock)
+        self._issued_counters: dict[str, Any] = {}
         self.grants = GrantRegistry()
         self.grants.register(AuthorizationCodeGrant(self))
         self.grants.register(RefreshTokenGrant(self))
@@ -159,7 +160,12 @@ class OAuthServer:
                 headers=headers,
             )
         )
-        self.services.metrics.tokens_issued.labels(grant_type=grant_type).inc()
+        counter = self._issued_counters.get(grant_type)
+        if counter is None:  # labels() takes a lock and builds a tuple: look each child up once
+            counter = self._issued_counters[grant_type] = self.services.metrics.tokens_issued.labels(
+                grant_type=grant_type
+            )
+        counter.inc()
         return response
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.responses import Response
+from starlette.routing import Route
 
 from tessera.core.errors import InvalidRequest, InvalidToken, OAuthError
 from tessera.oauth.authorize import AuthorizationEndpoint, AuthorizePageError, NeedsConsent, NeedsLogin
@@ -178,7 +179,8 @@ def router(services: Services) -> APIRouter:
             raise counted(exc) from None
         return _json(response.as_json())
 
-    routes.add_api_route("/oauth/token", token, methods=["POST"], summary="Token endpoint (RFC 6749 3.2)")
+    # The token endpoint is the hot path: a plain Starlette route (no dependency solving), matched first.
+    routes.routes.insert(0, Route("/oauth/token", token, methods=["POST"], name="token_endpoint"))
 
     # --- introspection (RFC 7662) and revocation (RFC 7009) ---
 
@@ -269,7 +271,12 @@ def router(services: Services) -> APIRouter:
             return bearer_error(counted(exc))
         return _json({"sub": user.id, **user_claims(user, scopes)})
 
-    routes.add_api_route("/userinfo", userinfo, methods=["GET", "POST"], summary="OIDC Core 5.3")
+    routes.add_api_route(
+        "/userinfo", userinfo, methods=["GET"], summary="OIDC Core 5.3", operation_id="userinfo"
+    )
+    routes.add_api_route(
+        "/userinfo", userinfo, methods=["POST"], summary="OIDC Core 5.3", operation_id="userinfo_post"
+    )
 
     # Dynamic registration (RFC 7591/7592) and RP-initiated logout: their own modules.
     from tessera.oauth import logout_web, registration_web

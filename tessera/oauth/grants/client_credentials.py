@@ -47,6 +47,7 @@ class ClientCredentialsGrant:
         server.audit_buffer.add(
             AuditEvent(
                 EventType.TOKEN_ISSUED,
+                occurred_at=server.now(),
                 client_id=client.client_id,
                 ip=request.ip,
                 user_agent=request.user_agent,
