@@ -207,7 +207,90 @@ async def seed_demo(services: Services) -> dict[str, dict[str, str]]:
         # The secrets file was lost or the password changed: make the printed one true again.
         await services.users.set_password(user.id, password)
         await services.users.set_disabled(user.id, False)
-    return {"Demo user": {"email": user.email, "password": password, "user_id": user.id}}
+    seeded: dict[str, dict[str, str]] = {
+        "Demo user": {"email": user.email, "password": password, "user_id": user.id}
+    }
+    seeded.update(await seed_demo_oauth(services))
+    return seeded
+
+
+DEMO_API_SCOPES = {"demo:read": "Read the demo API", "demo:write": "Change things through the demo API"}
+DEMO_API = "urn:tessera:demo-api"  # RFC 8707 resource: any absolute URI
+DEMO_AGENT_ID = "demo-agent"
+DEMO_APP_ID = "demo-app"
+
+
+async def _ensure_demo_client(
+    services: Services, client_id: str, secret: str | None, **metadata: Any
+) -> None:
+    """Create the client with this id, or bring its secret and settings back to what is printed."""
+    from dataclasses import replace
+
+    from tessera.audit.log import AuditEvent, EventType
+    from tessera.core.ids import sha256_hex
+
+    store = services.oauth.client_store
+    made = store.build(client_id=client_id, source="dev", **metadata)
+    wanted = replace(made.client, client_secret_hash=sha256_hex(secret) if secret else None)
+    existing = await store.get(client_id)
+    async with services.db.transaction() as conn:
+        if existing is None:
+            await store.insert(wanted, conn=conn)
+            await services.audit.record(
+                AuditEvent(EventType.CLIENT_CREATED, client_id=client_id, details={"source": "dev"}),
+                conn=conn,
+            )
+        else:
+            await store.update(replace(wanted, created_at=existing.created_at), conn=conn)
+    services.oauth.clients.forget(client_id)
+
+
+async def seed_demo_oauth(services: Services) -> dict[str, dict[str, str]]:
+    """A demo API, a confidential agent client and a public app client (see tessera/oauth/README.md)."""
+    from tessera.admin import operations
+
+    issuer = services.settings.issuer
+    api = DEMO_API
+    await operations.ensure_api(services, api, scopes=DEMO_API_SCOPES, name="Demo API")
+    agent_secret, _ = remember_secret(services, "demo_agent_client_secret")
+    user_scopes = "openid profile email offline_access demo:read demo:write"
+    await _ensure_demo_client(
+        services,
+        DEMO_AGENT_ID,
+        agent_secret,
+        client_name="Demo agent",
+        redirect_uris=["http://127.0.0.1:8765/callback"],
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        scope=f"{user_scopes} fga:read fga:write fga:admin",
+    )
+    await _ensure_demo_client(
+        services,
+        DEMO_APP_ID,
+        None,
+        client_name="Demo app",
+        is_public=True,
+        # RFC 8252 section 7.3: a native app's loopback redirect may use any port.
+        redirect_uris=["http://127.0.0.1/callback"],
+        grant_types=["authorization_code", "refresh_token"],
+        scope=user_scopes,
+    )
+    token_curl = (
+        f"curl -s -u {DEMO_AGENT_ID}:{agent_secret} -d grant_type=client_credentials "
+        f"-d resource={api} -d scope=demo:read {issuer}/oauth/token"
+    )
+    return {
+        "Demo API": {"identifier": api, "scopes": " ".join(DEMO_API_SCOPES)},
+        "Demo agent (confidential client)": {
+            "client_id": DEMO_AGENT_ID,
+            "client_secret": agent_secret,
+            "redirect_uri": "http://127.0.0.1:8765/callback",
+            "try": token_curl,
+        },
+        "Demo app (public client, PKCE)": {
+            "client_id": DEMO_APP_ID,
+            "redirect_uri": "http://127.0.0.1:<any port>/callback",
+        },
+    }
 
 
 def dev_summary(settings: Settings, seeded: dict[str, dict[str, str]], tls: DevTLS | None) -> dict[str, Any]:

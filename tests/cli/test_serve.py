@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -116,10 +117,30 @@ def test_dev_tls_serves_https_that_trusts_only_the_local_ca(tmp_path: Path) -> N
         assert f"{url}/login" in output and f"{url}/.well-known/openid-configuration" in output
         assert f"{url}/.well-known/jwks.json" in output
         # Every URL the summary prints answers.
-        for printed in sorted(set(re.findall(r"https://127\.0\.0\.1:\d+/\S*", output))):
+        printed_urls = set()
+        for line in output.splitlines():
+            if "curl " not in line:  # the example commands hold endpoints to POST to, not pages
+                printed_urls.update(re.findall(r"https://127\.0\.0\.1:\d+/\S*", line))
+        for printed in sorted(printed_urls):
             assert httpx.get(printed, verify=only_our_ca).status_code == 200, printed
         password = re.search(r"password\s+(\S+)", output)
         assert password and DEMO_EMAIL in output
+
+        # The printed demo agent credentials get a token for the demo API, as the printed curl does.
+        agent_secret = re.search(r"client_secret\s+(\S+)", output)
+        assert agent_secret
+        token = httpx.post(
+            f"{url}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "resource": "urn:tessera:demo-api",
+                "scope": "demo:read",
+            },
+            auth=("demo-agent", agent_secret.group(1)),
+            verify=only_our_ca,
+        )
+        assert token.status_code == 200, token.text
+        assert token.json()["scope"] == "demo:read"
 
         with httpx.Client(base_url=url, verify=only_our_ca) as http:
             signed_in = sign_in(http, DEMO_EMAIL, password.group(1))
@@ -223,6 +244,14 @@ async def test_seed_demo_is_idempotent_and_repairs_a_lost_password(tmp_path: Pat
         assert third["Demo user"]["password"] != user["password"]
         assert await services.users.verify_password(DEMO_EMAIL, third["Demo user"]["password"]) is not None
         assert await services.users.verify_password(DEMO_EMAIL, user["password"]) is None
+
+        agent = third["Demo agent (confidential client)"]
+        stored = await services.oauth.client_store.get(agent["client_id"])
+        assert stored is not None and stored.secret_matches(agent["client_secret"], datetime.now(UTC))
+        assert not stored.secret_matches("wrong", datetime.now(UTC))
+        app = await services.oauth.client_store.get(third["Demo app (public client, PKCE)"]["client_id"])
+        assert app is not None and app.is_public and app.client_secret_hash is None
+        assert await services.oauth.api_store.get(third["Demo API"]["identifier"]) is not None
     finally:
         await services.aclose()
 
