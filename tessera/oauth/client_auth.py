@@ -176,6 +176,7 @@ class ClientAuthenticator:
         audiences = claims.get("aud")
         audience_list = [audiences] if isinstance(audiences, str) else audiences
         accepted = {self._issuer, endpoint, f"{self._issuer}/oauth/token"}
+        accepted.add(f"{self._issuer}/")  # auth0-python's assertions name the tenant as https://<domain>/
         exp, jti = claims.get("exp"), claims.get("jti")
         if (
             claims.get("sub") != client_id
