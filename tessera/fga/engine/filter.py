@@ -1,16 +1,19 @@
 """Permission-aware filtering for RAG: which of these candidate objects may the user see?
 
 A vector search returns the top-k documents; the naive answer is k independent Checks, each re-reading the
-same folders and groups. Here all candidates are resolved together for one user, sharing two things:
+same folders and groups. :func:`filter_ids` answers for all candidates at once, from the cheaper side:
 
-* one memo of sub-results (``folder:a#viewer`` is resolved once, whichever documents sit in that folder), and
-* one batching reader: the concurrent resolutions ask for the same kind of read at the same step (the
-  ``parent`` tuples of every candidate, then the ``viewer`` tuples of every parent folder), and the reader
-  sends   each such wave to storage as one ``read_by_objects`` call with all the ids.
+* the user's side first: a backwards walk from the user (ListObjects' reverse expansion) within a budget of
+  facts; when it ends within the budget, the answer is an intersection with the candidates;
+* otherwise the candidates' side (:func:`check_many`): all candidates resolved together for the one user,
+  sharing one memo of sub-results (``folder:a#viewer`` is resolved once, whichever documents sit in that
+  folder) and one batching reader: the concurrent resolutions ask for the same kind of read at the same
+  step (the ``parent`` tuples of every candidate, then the ``viewer`` tuples of every parent folder), and the
+  reader sends each such wave to storage as one ``read_by_objects`` call with all the ids. So filtering k
+  candidates costs about one storage round trip per rewrite step, not k.
 
-So filtering k candidates costs about one storage round trip per rewrite step, not k. The answer for each
-candidate is exactly Check's (the same resolver runs), including errors: a candidate whose check fails (depth,
-a condition missing its parameter) is an error for the whole request, as Check would be.
+The answer for each candidate is exactly Check's, including errors: a candidate whose check fails (depth, a
+condition missing its parameter) is an error for the whole request, as Check would be.
 """
 
 from __future__ import annotations

@@ -63,7 +63,10 @@ class RequestReader:
             seen.add(k)
             self._ctx_by_object.setdefault((k.object, k.relation), []).append(k)
             self._ctx_by_user.setdefault((k.object.partition(":")[0], k.relation, k.user), []).append(k)
-        self._allowed: dict[tuple[str, str, str, str | None], bool] = {}
+        # Admission depends only on the model and the tuple's shape: shared by every request on the model.
+        self._allowed: dict[tuple[str, str, str, str | None], bool] = typesystem.cache.setdefault(
+            "allowed", {}
+        )
 
     # --- model filter -------------------------------------------------------------------------------
 
@@ -216,11 +219,13 @@ class RequestReader:
 
 
 def _user_kind(user: str) -> str:
-    t, _, rest = user.partition(":")
-    oid, sep, rel = rest.partition("#")
-    if sep:
-        return f"{t}#{rel}"
-    return f"{t}:*" if oid == "*" else t
+    """``group#member`` for usersets, ``user:*`` for wildcards, ``user`` for objects."""
+    i = user.find("#")
+    if i >= 0:
+        return user[: user.index(":")] + user[i:]
+    if user.endswith(":*"):
+        return user
+    return user[: user.index(":")]
 
 
 def _narrow(rows: Sequence[TupleKey], ck: tuple[Any, ...]) -> list[TupleKey]:
