@@ -328,8 +328,15 @@ class ClientCache:
     is full it starts over, so random client ids cannot grow it without limit.
     """
 
-    def __init__(self, store: ClientStore, ttl: float, max_entries: int = 10_000):
+    def __init__(
+        self,
+        store: ClientStore,
+        ttl: float,
+        max_entries: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self._store = store
+        self._monotonic = monotonic
         self._ttl = ttl
         self._max = max_entries
         self._entries: dict[str, tuple[float, Client | None]] = {}
@@ -340,7 +347,7 @@ class ClientCache:
     async def get(self, client_id: str) -> Client | None:
         if self.url_resolver is not None and client_id.startswith("https://"):
             return await self.url_resolver(client_id)
-        now = time.monotonic()
+        now = self._monotonic()
         hit = self._entries.get(client_id)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]

@@ -7,6 +7,7 @@ with RFC 8707 ``resource`` (or Auth0's ``audience``). An unknown one is ``invali
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,16 +129,17 @@ class ApiStore:
 class ApiRegistry:
     """All APIs, cached in process for ``ttl`` seconds (there are few; one query loads them all)."""
 
-    def __init__(self, store: ApiStore, ttl: float):
+    def __init__(self, store: ApiStore, ttl: float, monotonic: Callable[[], float] = time.monotonic):
         self._store = store
+        self._monotonic = monotonic
         self._ttl = ttl
         self._apis: dict[str, Api] = {}
         self._loaded_at = float("-inf")
 
     async def by_identifier(self) -> dict[str, Api]:
-        if time.monotonic() - self._loaded_at >= self._ttl:
+        if self._monotonic() - self._loaded_at >= self._ttl:
             self._apis = {api.identifier: api for api in await self._store.all()}
-            self._loaded_at = time.monotonic()
+            self._loaded_at = self._monotonic()
         return self._apis
 
     async def get(self, identifier: str) -> Api | None:
