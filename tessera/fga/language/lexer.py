@@ -23,6 +23,9 @@ CEL = "CEL"
 EOF = "EOF"
 
 _NAME_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
+_CEL_NUMBER_RE = re.compile(r"0[xX][0-9a-fA-F]+[uU]?|[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?[uU]?")
+_CEL_OPERATORS_2 = {"==", "!=", "<=", ">=", "&&", "||"}
+_CEL_OPERATORS_1 = set("<>!+-*/%?:.,[](){}#")  # `#` right after a token is not a comment: OpenFGA keeps it
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
 
@@ -76,6 +79,8 @@ class Lexer:
         for i, ch in enumerate(source):
             if ch == "\n":
                 self.line_starts.append(i + 1)
+        # Characters no token can start with, as (offset, text) in ANTLR's "token recognition error at: ..."
+        self.bad_chars: list[tuple[int, str]] = []
 
     def position(self, offset: int) -> tuple[int, int]:
         line = bisect.bisect_right(self.line_starts, offset) - 1
@@ -155,6 +160,7 @@ class Lexer:
                     i += 1
                     continue
                 out.append(self._token(CEL, i, close + 1, src[i + 1 : close]))
+                self._check_cel(i + 1, close)
                 i = close + 1
             elif ch.isdigit():
                 # Numbers are tokens of their own (a schema version `1.1`, or digits): `1.1type` is the
@@ -181,24 +187,65 @@ class Lexer:
         out.append(Token(EOF, "", n, n, line, col))
         return out
 
+    def _string_end(self, i: int, limit: int) -> int:
+        """Offset after the CEL string literal opening at ``i`` (or of the line end an unclosed one hits)."""
+        src = self.src
+        quote = src[i : i + 3] if src[i : i + 3] in ('"""', "'''") else src[i]
+        j = i + len(quote)
+        while j < limit and not src.startswith(quote, j):
+            if src[j] == "\n" and len(quote) == 1:
+                return j
+            j += 2 if src[j] == "\\" else 1
+        return min(limit, j + len(quote))
+
+    def _check_cel(self, start: int, end: int) -> None:
+        """Note what CEL's lexer would not recognise in a condition body (OpenFGA lexes the body as CEL)."""
+        src = self.src
+        i = start
+        while i < end:
+            ch = src[i]
+            if ch in " \t\r\n":
+                i += 1
+            elif ch == "#" and (i == start or src[i - 1] in " \t\n"):
+                while i < end and src[i] != "\n":
+                    i += 1
+            elif src.startswith("//", i):
+                while i < end and src[i] != "\n":
+                    i += 1
+            elif ch in "\"'" or (ch in "rRbB" and i + 1 < end and src[i + 1] in "\"'"):
+                q = i + 1 if ch in "rRbB" else i
+                j = self._string_end(q, end)
+                quote = src[q : q + 3] if src[q : q + 3] in ('"""', "'''") else src[q]
+                if not src.startswith(quote, j - len(quote)) or j - len(quote) <= q:
+                    self.bad_chars.append((i, src[i : min(end, j + 1)]))
+                    j = min(end, j + 1)
+                i = j
+            elif ch.isalpha() or ch == "_":
+                while i < end and (src[i].isalnum() or src[i] == "_"):
+                    i += 1
+            elif ch.isdigit() or (ch == "." and i + 1 < end and src[i + 1].isdigit()):
+                m = _CEL_NUMBER_RE.match(src, i)
+                i = m.end() if m else i + 1
+            elif src[i : i + 2] in _CEL_OPERATORS_2:
+                i += 2
+            elif ch in _CEL_OPERATORS_1:
+                i += 1
+            else:
+                # `&`, `|` and `=` only exist doubled: ANTLR's message shows the character after them too.
+                width = 2 if ch in "&|=" and i + 1 < end else 1
+                self.bad_chars.append((i, src[i : i + width]))
+                i += width
+
     def _cel_end(self, i: int) -> int | None:
-        """Offset of the ``}`` closing a condition body opened before ``i`` (CEL strings may hold braces)."""
+        """Offset of the ``}`` closing a condition body opened before ``i``: the first one outside a string
+        literal (OpenFGA does not nest braces there, so a CEL map literal cannot be written)."""
         src, n = self.src, len(self.src)
-        depth = 0
         while i < n:
             ch = src[i]
             if ch in "\"'":
-                quote = src[i : i + 3] if src[i : i + 3] in ('"""', "'''") else ch
-                i += len(quote)
-                while i < n and not src.startswith(quote, i):
-                    i += 2 if src[i] == "\\" else 1
-                i += len(quote)
+                i = self._string_end(i, n)
                 continue
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                if depth == 0:
-                    return i
-                depth -= 1
+            if ch == "}":
+                return i
             i += 1
         return None

@@ -176,18 +176,42 @@ class Parser:
         return Name(tok.text, self._span(tok))
 
     # -- file ----------------------------------------------------------------------------------------------
+    def _with_lexer_errors(self) -> list[ErrorDetail]:
+        """Parser errors with the lexer's "token recognition error"s merged in by position."""
+        lexed = []
+        for offset, text in self.lexer.bad_chars:
+            line, col = self.lexer.position(offset)
+            lexed.append(
+                ErrorDetail(
+                    f"token recognition error at: '{text}'",
+                    (line, line),
+                    (col, col + len(text)),
+                    symbol=text,
+                    file=self.file,
+                )
+            )
+        if not lexed:
+            return self.errors
+        merged: list[ErrorDetail] = []
+        pending = sorted(lexed, key=lambda e: (e.line or (0, 0), e.column or (0, 0)))
+        for err in self.errors:
+            while pending and (pending[0].line, pending[0].column) < (err.line, err.column):
+                merged.append(pending.pop(0))
+            merged.append(err)
+        return merged + pending
+
     def parse(self) -> ModelFile:
         try:
             model = self._file()
         except _Fail:
-            raise DSLSyntaxError(self.errors) from None
+            raise DSLSyntaxError(self._with_lexer_errors()) from None
         except RecursionError:
             # Thousands of nested parentheses: refuse rather than crash.
             tok = self.tok
             detail = self._detail("the relation definition nests too deeply", tok)
             raise DSLSyntaxError([*self.errors, detail]) from None
-        if self.errors:
-            raise DSLSyntaxError(self.errors)
+        if self.errors or self.lexer.bad_chars:
+            raise DSLSyntaxError(self._with_lexer_errors())
         return model
 
     def _file_start(self) -> None:
@@ -254,6 +278,10 @@ class Parser:
             if self.tok.kind == EOF:
                 break
             if self.tok.kind != NL:
+                if self.peek().kind in (NL, EOF):
+                    self.extraneous("{<EOF>, NEWLINE}")
+                    previous = "broken"
+                    continue
                 raise self.mismatched("{<EOF>, NEWLINE}")
             newline = self.i
             self.advance()

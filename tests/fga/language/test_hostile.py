@@ -133,3 +133,30 @@ def test_validation_does_not_change_the_model() -> None:
     with pytest.raises(ModelValidationError):
         validate_json_model(model)
     assert model == before
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("x & 1", "token recognition error at: '& '"),
+        ("x = 1", "token recognition error at: '= '"),
+        ("x |y", "token recognition error at: '|y'"),
+        ('x == "open', "token recognition error at: '\"open"),
+        ("x $ 1", "token recognition error at: '$'"),
+    ],
+)
+def test_condition_bodies_are_lexed_as_cel(body: str, error: str) -> None:
+    dsl = HEADER + "    define a: [user with c]\n" + f"condition c(x: int) {{\n  {body}\n}}\n"
+    with pytest.raises(DSLSyntaxError) as info:
+        transform_dsl_to_json(dsl)
+    assert [e.msg for e in info.value.errors][0].startswith(error)
+
+
+def test_comments_in_condition_bodies_are_dropped_as_openfga_does() -> None:
+    dsl = (
+        HEADER
+        + "    define a: [user with c]\n"
+        + "condition c(x: int) {\n  # lead\n  x < 1 # c\n  && x > 0# d\n}\n"
+    )
+    model = transform_dsl_to_json(dsl)
+    assert model["conditions"]["c"]["expression"] == "x < 1\n  && x > 0# d"

