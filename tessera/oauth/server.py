@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from tessera.services import Services
+
+
+log = logging.getLogger("tessera.oauth")
+PURGE_EVERY = 600.0  # seconds between purges of expired codes, jtis, revocations, refresh tokens
 
 
 class OAuthServer:
@@ -65,6 +72,8 @@ class OAuthServer:
         )
         self.audit_buffer = AuditBuffer(self.db, self.clock)
         self._issued_counters: dict[str, Any] = {}
+        self._purged_at = time.monotonic()
+        self._purge_task: asyncio.Task[None] | None = None
         self.grants = GrantRegistry()
         self.grants.register(AuthorizationCodeGrant(self))
         self.grants.register(RefreshTokenGrant(self))
@@ -166,9 +175,34 @@ class OAuthServer:
                 grant_type=grant_type
             )
         counter.inc()
+        self._maybe_purge()
         return response
 
+    def _maybe_purge(self) -> None:
+        """Start a purge of expired rows every ``PURGE_EVERY`` seconds, in the background."""
+        now = time.monotonic()
+        if now - self._purged_at < PURGE_EVERY:
+            return
+        self._purged_at = now
+        self._purge_task = asyncio.get_running_loop().create_task(self.purge_expired())
+
+    async def purge_expired(self) -> None:
+        """Delete what can no longer matter: expired jtis, revocation records and refresh tokens, and codes a
+        day after they expired (kept that long so a late replay still revokes what the code issued)."""
+        at = self.now()
+        try:
+            async with self.db.transaction() as conn:
+                await self.codes.purge(at - timedelta(days=1), conn=conn)
+                await self.refresh_tokens.purge(at, conn=conn)
+                await self.revocations.purge(at, conn=conn)
+            await self.jtis.purge(at)
+        except Exception:  # housekeeping must never fail a request; the next round tries again
+            log.exception("purging expired OAuth rows failed")
+
     async def aclose(self) -> None:
+        if self._purge_task is not None:
+            with contextlib.suppress(Exception):
+                await self._purge_task
         await self.audit_buffer.aclose()
         await self.http.aclose()
         await self.metadata_documents.aclose()

@@ -204,6 +204,9 @@ class RefreshTokenStore:
         )
         return bool(result.rowcount)
 
+    async def purge(self, before: datetime, *, conn: AsyncConnection) -> None:
+        await conn.execute(delete(oauth_refresh_tokens).where(oauth_refresh_tokens.c.expires_at < before))
+
     async def revoke_family(self, grant_id: str, at: datetime, *, conn: AsyncConnection) -> int:
         result = await conn.execute(
             update(oauth_refresh_tokens)

@@ -156,3 +156,28 @@ async def test_client_cache_sees_other_processes_within_its_ttl(database: Databa
     assert await cache.get(made.client.client_id) is None
     clock.advance(0.2)
     assert await cache.get(made.client.client_id) == made.client
+
+
+async def test_purge_expired_keeps_what_still_matters(tmp_path: Path) -> None:
+    import time as _time
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from tessera.oauth.storage import oauth_revocations, oauth_used_jtis
+
+    clock = FrozenClock(at=_time.time())
+    async with environment(tmp_path, clock=clock) as env:
+        server = env.services.oauth
+        now = server.now()
+        async with env.services.db.transaction() as conn:
+            await server.revocations.add("jti:old", "t", now, now + timedelta(seconds=10), conn=conn)
+            await server.revocations.add("jti:live", "t", now, now + timedelta(hours=2), conn=conn)
+        await server.jtis.use("c", "old", now + timedelta(seconds=10), now)
+        await server.jtis.use("c", "live", now + timedelta(hours=2), now)
+        clock.advance(3600)
+        await server.purge_expired()
+        async with env.services.db.read() as conn:
+            revocations = (await conn.execute(select(oauth_revocations.c.key))).scalars().all()
+            jtis = (await conn.execute(select(func.count()).select_from(oauth_used_jtis))).scalar_one()
+        assert revocations == ["jti:live"] and jtis == 1
