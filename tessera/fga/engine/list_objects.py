@@ -380,14 +380,15 @@ async def stream_objects(
     verify_batch: int = 256,
 ) -> AsyncIterator[str]:
     """Every object (``type:id``) of ``object_type`` that ``user`` has ``relation`` with, each once."""
-    rx = ReverseExpansion(ts, reader, user, context, object_type, relation)
+    res = Resolution(ts, reader, user, context)
+    rx = ReverseExpansion(ts, reader, user, context, object_type, relation, res=res)
     done: set[str] = set()
     maybe: list[str] = []
-    res = Resolution(ts, reader, user, context)
     async for oid, mode in rx.run():
         if oid in done:
             continue
-        if mode == SURE:
+        # Found deeper than Check may go: Check (which then fails with resolution_too_complex) decides.
+        if mode == SURE and rx.depth[(object_type, relation, oid)] < res.max_depth:
             done.add(oid)
             yield f"{object_type}:{oid}"
         else:

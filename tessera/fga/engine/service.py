@@ -9,6 +9,7 @@ thin mapping. Every request is validated completely before anything is read or w
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -476,25 +477,54 @@ class FGAService:
                 raise validation(f"duplicate correlation_id provided: {item.correlation_id}")
             seen.add(item.correlation_id)
         ts = await self.typesystem(req.store_id, req.authorization_model_id)
-
-        async def one(item: BatchCheckItem) -> BatchCheckResult:
+        # Items for the same user, context and contextual tuples are resolved together, like the RAG filter:
+        # one memo, one set of user-side closures and batched reads for the whole group.
+        results: dict[str, BatchCheckResult] = {}
+        groups: dict[str, list[tuple[BatchCheckItem, User]]] = {}
+        for item in req.checks:
             try:
-                resp = await self.check(
-                    CheckRequest(
-                        req.store_id,
-                        item.tuple_key,
-                        ts.id,
-                        item.contextual_tuples,
-                        item.context,
-                        req.consistency,
-                    )
-                )
+                user = self._validate_check_key(ts, item.tuple_key)
+                self._contextual(ts, item.contextual_tuples)
+                self._validate_context(item.context)
             except FGAError as exc:
-                return BatchCheckResult(error=exc)
-            return BatchCheckResult(allowed=resp.allowed)
+                results[item.correlation_id] = BatchCheckResult(error=exc)
+                continue
+            gkey = json.dumps(
+                [str(user), item.context, [k.to_json() for k in item.contextual_tuples]],
+                sort_keys=True,
+                default=str,
+            )
+            groups.setdefault(gkey, []).append((item, user))
 
-        results = await asyncio.gather(*(one(i) for i in req.checks))
-        return {i.correlation_id: r for i, r in zip(req.checks, results, strict=True)}
+        async def group(items: list[tuple[BatchCheckItem, User]]) -> None:
+            first, user = items[0]
+            reader = RequestReader(
+                self.ds, req.store_id, ts, list(first.contextual_tuples), batching=len(items) > 1
+            )
+            res = Resolution(
+                ts,
+                reader,
+                user,
+                first.context,
+                self.config.max_depth,
+                closure_max_facts=self.config.closure_max_facts,
+            )
+
+            async def one(item: BatchCheckItem) -> None:
+                otype, oid = split_object(item.tuple_key.object)
+                try:
+                    verdict = await self.checker.resolve_tri(
+                        res, otype, oid, item.tuple_key.relation, 0, frozenset()
+                    )
+                except FGAError as exc:
+                    results[item.correlation_id] = BatchCheckResult(error=exc)
+                    return
+                results[item.correlation_id] = BatchCheckResult(allowed=verdict == TRUE)
+
+            await asyncio.gather(*(one(item) for item, _ in items))
+
+        await asyncio.gather(*(group(g) for g in groups.values()))
+        return {i.correlation_id: results[i.correlation_id] for i in req.checks}
 
     async def expand(
         self,

@@ -343,3 +343,22 @@ async def test_latest_model_and_store_are_remembered_for_the_metadata_ttl() -> N
     assert await _code(one.check(CheckRequest(store.id, tk("document:1", "viewer", "user:a")))) == (
         ErrorCode.store_id_not_found
     )
+
+
+async def test_batch_check_resolves_items_of_one_user_together() -> None:
+    from tests.fga.engine.test_filter_and_lists import CountingDatastore
+
+    ds = CountingDatastore()
+    tuples = [tk("group:eng", "member", "user:anne"), tk("folder:f", "viewer", "group:eng#member")]
+    tuples += [tk(f"document:{i}", "parent", "folder:f" if i % 2 else "folder:g") for i in range(50)]
+    svc, sid, _ = await setup(MODEL, tuples, ds=ds)
+    items = [BatchCheckItem(tk(f"document:{i}", "viewer", "user:anne"), f"c{i}") for i in range(50)]
+    ds.calls = 0
+    out = await svc.batch_check(BatchCheckRequest(sid, items))
+    assert [out[f"c{i}"].allowed for i in range(50)] == [bool(i % 2) for i in range(50)]
+    assert ds.calls < 25  # batched: not several reads per item
+    for i in (1, 2):
+        single = await allowed(
+            svc, sid, f"document:{i}", "viewer", "user:anne", consistency="HIGHER_CONSISTENCY"
+        )
+        assert single == out[f"c{i}"].allowed
