@@ -149,7 +149,7 @@ def test_condition_bodies_are_lexed_as_cel(body: str, error: str) -> None:
     dsl = HEADER + "    define a: [user with c]\n" + f"condition c(x: int) {{\n  {body}\n}}\n"
     with pytest.raises(DSLSyntaxError) as info:
         transform_dsl_to_json(dsl)
-    assert [e.msg for e in info.value.errors][0].startswith(error)
+    assert info.value.errors[0].msg.startswith(error)
 
 
 def test_comments_in_condition_bodies_are_dropped_as_openfga_does() -> None:
