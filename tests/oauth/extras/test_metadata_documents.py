@@ -315,3 +315,28 @@ async def test_code_flow_with_a_url_client_id(tmp_path: Path) -> None:
             assert fetcher.fetched == [CLIENT_URL]
         finally:
             await fetcher.aclose()
+
+
+async def test_token_endpoint_treats_a_refused_document_as_an_unknown_client(tmp_path: Path) -> None:
+    async with (
+        environment(tmp_path, client_id_metadata_document_supported=True) as env,
+        document_server() as server,
+    ):
+        fetcher = LoopbackFetcher(server.port)
+        env.services.oauth.metadata_documents.fetcher = fetcher
+        server.routes["/oauth/client.json"] = route(
+            document(client_id="https://client.test/someone-else.json")
+        )
+        try:
+            async with env.client() as http:
+                token = await http.post(
+                    "/oauth/token",
+                    data={"grant_type": "authorization_code", "code": "x", "client_id": CLIENT_URL},
+                )
+                assert token.status_code == 401 and token.json()["error"] == "invalid_client"
+                page = await http.get(
+                    "/authorize", params={"client_id": CLIENT_URL, "redirect_uri": REDIRECT}
+                )
+                assert page.status_code == 400 and "location" not in page.headers
+        finally:
+            await fetcher.aclose()
