@@ -228,6 +228,27 @@ def _show(value: Any) -> str:
     return json.dumps(value)
 
 
+def _load_store_file(path: Path) -> StoreFile:
+    """``load_store_file``, with libyaml's parser when PyYAML has it (five times faster on large files)."""
+    import yaml
+
+    from tessera.fga.language import load_store_file
+    from tessera.fga.language.errors import ErrorDetail, StoreFileError
+    from tessera.fga.language.store_file import parse_store_document
+
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is None:
+        return load_store_file(path)
+    try:
+        with path.open("rb") as handle:
+            doc = yaml.load(handle, Loader=loader)  # noqa: S506 - CSafeLoader is the safe loader, in C
+    except OSError as exc:
+        raise StoreFileError([ErrorDetail(f"cannot read store file {path}: {exc.strerror}")]) from None
+    except yaml.YAMLError as exc:
+        raise StoreFileError([ErrorDetail(f"cannot parse store file {path}: {exc}")]) from None
+    return parse_store_document(doc, path.parent, path)
+
+
 @app.command("test")
 def test_command(
     files: list[Path] = typer.Argument(
@@ -237,7 +258,7 @@ def test_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures and the summary."),
 ) -> None:
     """Run store test files against Tessera's engine. Exit 0 only when every assertion passes."""
-    from tessera.fga.language import LanguageError, load_store_file
+    from tessera.fga.language import LanguageError
 
     passed = failed = 0
     broken = False
@@ -245,7 +266,7 @@ def test_command(
     started = time.perf_counter()
     for path in files:
         try:
-            store_file = load_store_file(path)
+            store_file = _load_store_file(path)
         except LanguageError as exc:
             broken = True
             typer.secho(f"{path}: {exc}", fg=typer.colors.RED, err=True)
