@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from tessera.fga.engine.service import FGAService
     from tessera.fga.sql.store import SQLDatastore
     from tessera.oauth.server import OAuthServer
+    from tessera.risk.engine import RiskEngine
 
 
 @dataclass
@@ -105,7 +106,16 @@ class Services:
 
         return SQLDatastore(self.db, self.clock)
 
+    @cached_property
+    def risk(self) -> RiskEngine:
+        """Threat detection (tessera/risk): scores logins and sessions; profiles in the database."""
+        from tessera.risk import engine_for
+
+        return engine_for(self)
+
     async def aclose(self) -> None:
+        if "risk" in self.__dict__:
+            await self.risk.aclose()
         if "fga_datastore" in self.__dict__:
             await self.fga_datastore.aclose()
         if "oauth" in self.__dict__:

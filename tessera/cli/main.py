@@ -10,6 +10,7 @@ from tessera.fga.cli import app as fga_app
 from tessera.identity import cli as identity_cli
 from tessera.keys import cli as keys_cli
 from tessera.oauth import cli as oauth_cli
+from tessera.risk.cli import app as risk_app
 
 app = typer.Typer(
     name="tessera",
@@ -22,6 +23,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(oauth_cli.clients_app, name="clients")
 app.add_typer(oauth_cli.apis_app, name="apis")
 app.add_typer(keys_cli.app, name="keys")
+app.add_typer(risk_app, name="risk")
 app.add_typer(fga_app, name="fga")
 app.add_typer(identity_cli.app, name="users")
 serve.register(app)

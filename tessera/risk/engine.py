@@ -1,0 +1,579 @@
+"""The engine: ``await engine.assess(event)`` scores a login; ``record_outcome`` teaches the user's profile what
+happened; ``feedback`` takes "this was me" / "this was not me"; ``assess_session`` re-checks a live session
+(token refresh, continuous evaluation) against the login that started it.
+
+The path of one login: signals (geo/ASN/network type, parsed user agent) -> the user's likelihood ratio
+(model/likelihood.py) -> global patterns (sliding windows: throttling, stuffing, spraying, bots; impossible
+travel; breached password) -> policy thresholds -> an ``Assessment`` with reasons. The windows and global
+frequencies are updated with every attempt; the profile learns only from what ``record_outcome`` accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+from tessera.core.clock import Clock
+from tessera.core.errors import ValidationFailed
+from tessera.risk.config import RiskConfig
+from tessera.risk.events import Assessment, Decision, LoginEvent, NetworkType, Reason, SessionEvent
+from tessera.risk.model.likelihood import (
+    Features,
+    GlobalStats,
+    LevelTerm,
+    Profile,
+    forget,
+    learn,
+    likelihood_terms,
+)
+from tessera.risk.patterns import Term
+from tessera.risk.patterns.bots import bot_terms
+from tessera.risk.patterns.travel import impossible_travel
+from tessera.risk.policy import decide
+from tessera.risk.signals.geo import GeoResolver
+from tessera.risk.signals.network import classify, network_key, parse_ip, prefix_key
+from tessera.risk.signals.useragent import MAX_UA_LENGTH, UserAgentInfo, UserAgentParser, split_label
+from tessera.risk.signals.windows import MemoryWindows, WindowStore
+from tessera.risk.store import ProfileCache, RiskStore
+
+HOUR = 3600.0
+DAY = 86400.0
+MAX_FIELD = 256  # longer identifiers, cities, names are truncated (documented), never refused mid-login
+
+
+class Outcome(StrEnum):
+    """What happened after the decision; only accepted logins teach the profile."""
+
+    ALLOWED = "allowed"  # the login went through without a challenge
+    STEP_UP_PASSED = "step_up_passed"  # the second factor was passed: the user's new habit is learned
+    STEP_UP_FAILED = "step_up_failed"
+    DENIED = "denied"
+
+
+@dataclass(slots=True)
+class _Resolved:
+    features: Features
+    agent: UserAgentInfo
+    geo_valid: bool
+
+
+def _address(text: str) -> tuple[str, str, str] | None:
+    """(address, key, block) of an IP text; None when it is not one."""
+    address = parse_ip(text)
+    if address is None:
+        return None
+    return str(address), network_key(address), prefix_key(address)
+
+
+def _clip(text: str | None) -> str:
+    return (text or "")[:MAX_FIELD]
+
+
+_WORDS = {
+    ("net", "country"): (
+        "first login from {country}",
+        "rarely logs in from {country}",
+        "a country you have not signed in from",
+    ),
+    ("net", "network"): (
+        "first login from this network provider ({asn_name})",
+        "rarely uses this network provider ({asn_name})",
+        "a network you have not used before",
+    ),
+    ("net", "prefix"): (
+        "new address block {prefix}",
+        "rarely used address block {prefix}",
+        "a new internet address",
+    ),
+    ("net", "ip"): ("new IP address {ip}", "rarely used IP address {ip}", "a new internet address"),
+    ("agent", "device"): ("first login from a {device}", "rarely uses a {device}", "a new kind of device"),
+    ("agent", "os"): ("first login from {os}", "rarely uses {os}", "a new operating system"),
+    ("agent", "browser"): ("first login with {browser}", "rarely uses {browser}", "a new browser"),
+    ("agent", "version"): (
+        "new browser version {browser} {version}",
+        "rare browser version",
+        "a new browser version",
+    ),
+    ("agent", "user_agent"): (
+        "new browser configuration",
+        "rare browser configuration",
+        "a new browser setup",
+    ),
+    ("pair", "pair"): (
+        "{device} {browser} on {os} not seen before on this network",
+        "rarely uses this browser on this network",
+        "a device you do not usually use on this network",
+    ),
+    ("rtt", "rtt"): (
+        "unusual network round-trip time ({rtt} ms)",
+        "unusual round-trip time ({rtt} ms)",
+        "an unusual connection",
+    ),
+}
+
+
+class RiskEngine:
+    def __init__(
+        self,
+        config: RiskConfig | None = None,
+        *,
+        secret: bytes,
+        store: RiskStore | None = None,
+        windows: WindowStore | None = None,
+        geo: GeoResolver | None = None,
+        agents: UserAgentParser | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if len(secret) < 16:
+            raise ValueError("the risk engine's secret must have at least 16 bytes")
+        self.config = config or RiskConfig()
+        self._secret = secret
+        self.store = store
+        self.windows: WindowStore = windows or MemoryWindows()
+        self.geo = geo or GeoResolver(extra_network_types=self.config.extra_network_types)
+        self.agents = agents or UserAgentParser()
+        self.clock = clock or Clock()
+        self.world = GlobalStats()
+        self._profiles: dict[str, Profile] = {}  # used when there is no store: everything stays in-process
+        self.cache = ProfileCache(store, self.config.profile_cache_size) if store is not None else None
+        self._pending: dict[str, dict[str, float]] = {"net": {}, "agent": {}, "rtt": {}}
+        self._addresses = lru_cache(maxsize=65536)(_address)
+
+    # --- keys -----------------------------------------------------------------------------------------
+    def password_fingerprint(self, password: str) -> str:
+        """Keyed hash of a password tried, to see one password sprayed over many accounts without storing it
+        (an HMAC under the engine's secret: not reversible, not comparable across deployments)."""
+        mac = hmac.new(self._secret, b"tessera-risk-password\x00" + password.encode("utf-8"), hashlib.sha256)
+        return mac.hexdigest()[:32]
+
+    # --- state --------------------------------------------------------------------------------------
+    async def _profile(self, user_id: str) -> Profile:
+        if self.cache is not None:
+            return await self.cache.get(user_id)
+        profile = self._profiles.get(user_id)
+        if profile is None:
+            profile = self._profiles[user_id] = Profile(user_id)
+        return profile
+
+    async def load(self) -> None:
+        """Read the persisted global counts (at start-up)."""
+        if self.store is None:
+            return
+        self.world.merge(
+            await self.store.global_counts("net"),
+            await self.store.global_counts("agent"),
+            await self.store.global_counts("rtt"),
+        )
+
+    async def flush(self) -> None:
+        """Write the global counts gathered since the last flush (call periodically and at shutdown)."""
+        if self.store is None:
+            return
+        for family, deltas in self._pending.items():
+            if deltas:
+                await self.store.add_global_counts(family, deltas)
+                deltas.clear()
+
+    async def aclose(self) -> None:
+        await self.flush()
+        close = getattr(self.windows, "aclose", None)
+        if close is not None:
+            await close()
+
+    # --- signals ------------------------------------------------------------------------------------
+    def resolve(self, event: LoginEvent) -> _Resolved:
+        if (
+            not isinstance(event.timestamp, (int, float))
+            or not math.isfinite(event.timestamp)
+            or event.timestamp < 0
+        ):
+            raise ValidationFailed("timestamp must be a finite number of seconds since the epoch")
+        if not event.user_id:
+            raise ValidationFailed("user_id is required")
+        parsed = self._addresses(event.ip or "")
+        if parsed is None:
+            raise ValidationFailed(f"not an IP address: {(event.ip or '')[:60]!r}")
+        address, ip, prefix = parsed
+        raw_ua = (event.user_agent or "")[:MAX_UA_LENGTH]
+        agent = self.agents.parse(raw_ua)
+        geo = None
+        if event.country is None or (event.asn is None and event.asn_name is None):
+            geo = self.geo.lookup(address)
+        country = _clip(
+            event.country if event.country is not None else (geo.country if geo else None)
+        ).upper()
+        asn = event.asn if event.asn is not None else (geo.asn if geo else None)
+        asn_name = _clip(event.asn_name if event.asn_name is not None else (geo.asn_name if geo else None))
+        city = _clip(event.city if event.city is not None else (geo.city if geo else None))
+        if event.network_type is not None:
+            network_type = event.network_type
+        elif geo is not None and geo.network_type == NetworkType.PRIVATE:
+            network_type = NetworkType.PRIVATE
+        elif asn is not None or asn_name:
+            network_type = classify(asn, asn_name, self.config.extra_network_types)
+        else:
+            network_type = geo.network_type if geo else NetworkType.UNKNOWN
+        if network_type == NetworkType.PRIVATE:
+            country = country or "private"
+        lat = lon = None
+        if geo is not None and geo.latitude is not None and event.city is None:
+            lat, lon = geo.latitude, geo.longitude
+        elif country and network_type != NetworkType.PRIVATE:
+            place = self.geo.places.locate(country, city)
+            if place:
+                lat, lon = place
+        browser, version = agent.browser, agent.browser_version
+        if event.browser:
+            browser, version = split_label(_clip(event.browser))
+        os_family = agent.os
+        if event.os:
+            os_family = split_label(_clip(event.os))[0]
+        device = _clip(event.device_type).lower() or agent.device_type
+        ua_key = hashlib.blake2b(raw_ua.encode("utf-8", "replace"), digest_size=8).hexdigest()
+        features = Features(
+            country=country,
+            asn=str(asn) if asn is not None else (asn_name or ""),
+            prefix=prefix,
+            ip=ip,
+            device_type=device,
+            os=os_family,
+            browser=browser,
+            version=version,
+            ua=ua_key,
+            rtt_ms=event.rtt_ms
+            if event.rtt_ms is not None and math.isfinite(event.rtt_ms) and event.rtt_ms > 0
+            else None,
+            network_type=network_type,
+            asn_name=asn_name,
+            latitude=lat,
+            longitude=lon,
+            city=city,
+        )
+        return _Resolved(features, agent, geo.valid_ip if geo else True)
+
+    # --- scoring ------------------------------------------------------------------------------------
+    def _reasons_from_levels(self, terms: list[LevelTerm], f: Features) -> list[Reason]:
+        reasons = []
+        values = {
+            "country": f.country or "an unknown country",
+            "asn_name": f.asn_name or f"AS{f.asn}",
+            "ip": f.ip,
+            "prefix": f.prefix,
+            "device": f.device_type,
+            "os": f.os,
+            "browser": f.browser,
+            "version": f.version,
+            "rtt": f"{f.rtt_ms:.0f}" if f.rtt_ms else "?",
+        }
+        for term in terms:
+            if term.log10 < 0.3:
+                continue
+            first, rare, user = _WORDS[(term.family, term.level)]
+            template = first if term.novel else rare
+            reasons.append(
+                Reason(
+                    f"new_{term.level}" if term.novel else f"rare_{term.level}",
+                    term.log10,
+                    template.format(**values),
+                    user,
+                )
+            )
+        return reasons
+
+    async def _pattern_terms(self, event: LoginEvent, r: _Resolved, profile: Profile) -> list[Term]:
+        c, w, f, at = self.config, self.windows, r.features, event.timestamp
+        identifier = _clip(event.identifier or event.user_id)
+        terms: list[Term] = []
+        ip_key = f"ip:{f.ip}"
+        refill = c.ip_failure_refill_per_day / DAY
+        tokens = await w.tokens("fail:" + ip_key, at, c.ip_failure_capacity, refill)
+        if tokens < 1.0:
+            terms.append(
+                Term(
+                    "ip_throttled",
+                    3.0,
+                    f"IP {f.ip} is throttled: more than {c.ip_failure_capacity:.0f} failed logins in a day",
+                    "too many failed sign-ins from this internet address",
+                    force=Decision.DENY,
+                )
+            )
+        pair = f"fail:idip:{identifier}|{f.ip}"
+        if await w.count(pair, at, 12 * HOUR) >= c.identifier_ip_failures:
+            terms.append(
+                Term(
+                    "brute_force",
+                    3.0,
+                    f"{c.identifier_ip_failures} or more failed logins for this account from {f.ip}",
+                    "too many wrong passwords from this address",
+                    force=Decision.DENY,
+                )
+            )
+        failures = await w.count(f"fail:id:{identifier}", at, HOUR)
+        if failures >= c.identifier_failures_per_hour:
+            terms.append(
+                Term(
+                    "account_under_attack",
+                    1.5,
+                    f"{failures:.0f} failed logins for this account in the last hour",
+                    "many recent wrong passwords for your account",
+                    force=Decision.STEP_UP,
+                )
+            )
+        ids_ip = await w.add_member(ip_key, identifier, at, HOUR)
+        if ids_ip > c.identifiers_per_ip_hour:
+            weight = min(3.5, 1.0 + math.log10(ids_ip / c.identifiers_per_ip_hour) * 2)
+            terms.append(
+                Term(
+                    "many_accounts_from_ip",
+                    weight,
+                    f"{ids_ip} accounts tried from {f.ip} in the last hour (credential stuffing)",
+                    "an address that tries many accounts",
+                    force=Decision.DENY if ids_ip > 4 * c.identifiers_per_ip_hour else None,
+                )
+            )
+        if event.device_id:
+            ids_dev = await w.add_member("dev:" + _clip(event.device_id), identifier, at, HOUR)
+            if ids_dev > c.identifiers_per_device_hour:
+                terms.append(
+                    Term(
+                        "many_accounts_from_device",
+                        min(3.0, 1.0 + math.log10(ids_dev / c.identifiers_per_device_hour) * 2),
+                        f"{ids_dev} accounts tried from this device in the last hour",
+                        "a device that tries many accounts",
+                    )
+                )
+        if event.password_fingerprint:
+            ids_pw = await w.add_member("pw:" + event.password_fingerprint[:64], identifier, at, HOUR)
+            if ids_pw > c.accounts_per_password_hour:
+                terms.append(
+                    Term(
+                        "password_spraying",
+                        min(3.5, 1.0 + math.log10(ids_pw / c.accounts_per_password_hour) * 2),
+                        f"the same password was tried against {ids_pw} accounts in the last hour (password spraying)",
+                        "a password being tried on many accounts",
+                        force=Decision.DENY
+                        if ids_pw > 4 * c.accounts_per_password_hour
+                        else Decision.STEP_UP,
+                    )
+                )
+        asn_key = f"asn:{f.asn}"
+        asn_failures = await w.count("fail:" + asn_key, at, HOUR)
+        asn_attempts = await w.count("att:" + asn_key, at, HOUR)
+        if asn_failures >= c.asn_failures_per_hour and asn_failures >= c.asn_failure_ratio * max(
+            asn_attempts, 1.0
+        ):
+            known_ip = profile.net.counts.get("\x1f".join(f.net), 0.0) > 0
+            if not known_ip:
+                terms.append(
+                    Term(
+                        "network_under_stuffing",
+                        2.5,
+                        f"{asn_failures:.0f} failed logins from network {f.asn_name or f.asn} in the last hour "
+                        f"({asn_failures / max(asn_attempts, 1.0):.0%} failing): credential stuffing, throttled",
+                        "a network that is attacking many accounts",
+                        force=Decision.DENY,
+                    )
+                )
+        per_minute = await w.hit(f"att:idip:{identifier}|{f.ip}", at, 60.0)
+        terms.extend(
+            bot_terms(r.agent, event.user_agent or "", event.client_hints, per_minute, c.attempts_per_minute)
+        )
+        if event.breached_password:
+            terms.append(
+                Term(
+                    "breached_password",
+                    1.5,
+                    "the password appears in a known breach",
+                    "your password appeared in a data breach",
+                    force=Decision.STEP_UP,
+                )
+            )
+        if "ip:" + f.ip in profile.flagged or "ua:" + f.ua in profile.flagged:
+            terms.append(
+                Term(
+                    "reported_by_user",
+                    3.0,
+                    "this address or browser was reported by the user as not them",
+                    "an address or browser you reported",
+                    force=Decision.DENY,
+                )
+            )
+        # Record the attempt itself (after reading, so it does not count against itself).
+        await w.hit("att:" + asn_key, at, HOUR)
+        if not event.success:
+            await w.take("fail:" + ip_key, at, c.ip_failure_capacity, refill)
+            await w.hit(pair, at, 12 * HOUR)
+            await w.hit(f"fail:id:{identifier}", at, HOUR)
+            await w.hit("fail:" + asn_key, at, HOUR)
+        return terms
+
+    def _travel(self, profile: Profile, f: Features, at: float) -> tuple[Term | None, float | None]:
+        if f.network_type in {NetworkType.PRIVATE}:
+            return None, None
+        return impossible_travel(
+            profile.last_at,
+            profile.last_lat,
+            profile.last_lon,
+            profile.last_place,
+            at,
+            f.latitude,
+            f.longitude,
+            f.city or f.country,
+        )
+
+    def _update_world(self, f: Features) -> None:
+        self.world.add(f)
+        if self.store is not None:
+            from tessera.risk.model.tree import paths
+
+            for family, values in (("net", f.net), ("agent", f.agent)):
+                pending = self._pending[family]
+                pending[""] = pending.get("", 0.0) + 1.0
+                for path in paths(values):
+                    pending[path] = pending.get(path, 0.0) + 1.0
+            if f.rtt_ms is not None:
+                from tessera.risk.model.likelihood import rtt_bin
+
+                pending = self._pending["rtt"]
+                key = str(rtt_bin(f.rtt_ms))
+                pending[""] = pending.get("", 0.0) + 1.0
+                pending[key] = pending.get(key, 0.0) + 1.0
+
+    async def assess(self, event: LoginEvent) -> Assessment:
+        """Score one login attempt against the user's history and the global patterns."""
+        resolved = self.resolve(event)
+        f = resolved.features
+        profile = await self._profile(event.user_id)
+        levels = likelihood_terms(profile, self.world, f)
+        reasons = self._reasons_from_levels(levels, f)
+        score = sum(term.log10 for term in levels)
+        terms = await self._pattern_terms(event, resolved, profile)
+        travel, distance = self._travel(profile, f, event.timestamp)
+        if travel is not None:
+            terms.append(travel)
+        forced = [t.force for t in terms if t.force is not None]
+        for term in terms:
+            score += term.log10
+            reasons.append(Reason(term.code, term.log10, term.message, term.user_message))
+        self._update_world(f)
+        decision = decide(score, self.config.policy, forced)
+        signals: dict[str, object] = {
+            "country": f.country,
+            "city": f.city,
+            "asn": f.asn,
+            "asn_name": f.asn_name,
+            "network_type": f.network_type.value,
+            "browser": f.browser,
+            "browser_version": f.version,
+            "os": f.os,
+            "device_type": f.device_type,
+            "distance_km": None if distance is None else round(distance, 1),
+            "seconds_since_last_login": None
+            if profile.last_at is None
+            else round(event.timestamp - profile.last_at, 1),
+        }
+        assessment = Assessment(round(score, 4), decision, reasons, profile.logins, signals)
+        assessment.signals["_features"] = f  # for record_outcome / feedback in the same process
+        return assessment
+
+    async def record_outcome(self, event: LoginEvent, assessment: Assessment, outcome: Outcome) -> None:
+        """Teach the profile: successful logins that were allowed or passed their second factor."""
+        if not event.success or outcome not in {Outcome.ALLOWED, Outcome.STEP_UP_PASSED}:
+            return
+        features = assessment.signals.get("_features")
+        if not isinstance(features, Features):
+            features = self.resolve(event).features
+        profile = await self._profile(event.user_id)
+        learn(profile, features, event.timestamp, self.config.max_history, self.world)
+        if self.cache is not None:
+            await self.cache.save(profile)
+
+    async def feedback(self, event: LoginEvent, *, was_me: bool) -> None:
+        """The user's answer about a past login. "This was me" learns it (even if it was denied); "this was
+        not me" removes its IP and browser from the profile and flags them, so they are denied next time."""
+        features = self.resolve(event).features
+        profile = await self._profile(event.user_id)
+        if was_me:
+            learn(profile, features, event.timestamp, self.config.max_history, self.world)
+            profile.flagged.discard("ip:" + features.ip)
+            profile.flagged.discard("ua:" + features.ua)
+        else:
+            forget(profile, features)
+        if self.cache is not None:
+            await self.cache.save(profile)
+
+    async def assess_session(self, event: SessionEvent) -> Assessment:
+        """For token refresh and live sessions: has the session moved (IP, network, device) since its login,
+        in a way the user's history does not explain? Above ``policy.end_session`` the session should end."""
+        login = LoginEvent(
+            timestamp=event.timestamp,
+            user_id=event.user_id,
+            ip=event.ip,
+            user_agent=event.user_agent,
+            country=event.country,
+            asn=event.asn,
+        )
+        resolved = self.resolve(login)
+        f = resolved.features
+        profile = await self._profile(event.user_id)
+        levels = likelihood_terms(profile, self.world, f)
+        score = sum(t.log10 for t in levels)
+        reasons = self._reasons_from_levels(levels, f)
+        forced: list[Decision] = []
+        if event.login is not None:
+            start = self.resolve(event.login)
+            s = start.features
+            if s.ua != f.ua:
+                weight = 2.0 if (s.browser, s.os) != (f.browser, f.os) else 0.5
+                reasons.append(
+                    Reason(
+                        "session_device_changed",
+                        weight,
+                        "the session moved to another browser or device",
+                        "your session moved to another device",
+                    )
+                )
+                score += weight
+            if s.asn != f.asn:
+                weight = 0.5 if event.dpop_bound else 1.0
+                reasons.append(
+                    Reason(
+                        "session_network_changed",
+                        weight,
+                        f"the session moved from network {s.asn_name or s.asn} to {f.asn_name or f.asn}",
+                        "your session moved to another network",
+                    )
+                )
+                score += weight
+            travel, _ = impossible_travel(
+                event.login.timestamp,
+                s.latitude,
+                s.longitude,
+                s.city or s.country,
+                event.timestamp,
+                f.latitude,
+                f.longitude,
+                f.city or f.country,
+            )
+            if travel is not None:
+                reasons.append(Reason(travel.code, travel.log10, travel.message, travel.user_message))
+                score += travel.log10
+        if "ip:" + f.ip in profile.flagged or "ua:" + f.ua in profile.flagged:
+            reasons.append(
+                Reason(
+                    "reported_by_user",
+                    3.0,
+                    "this address or browser was reported by the user",
+                    "an address you reported",
+                )
+            )
+            score += 3.0
+            forced.append(Decision.END_SESSION)
+        decision = decide(score, self.config.policy, forced, session=True)
+        return Assessment(
+            round(score, 4), decision, reasons, profile.logins, {"country": f.country, "asn": f.asn}
+        )

@@ -1,0 +1,379 @@
+"""Freeman et al. (NDSS 2016), "Who Are You? A Statistical Approach to Measuring User Authenticity".
+
+The score of a login with features x for user u is the likelihood ratio
+
+    p(x | attacker) / p(x | u)
+
+taken per feature family and multiplied (the families are treated as independent). Each family is a chain of
+levels (network: country > ASN > IP; user agent: device type > OS > browser > major version > full string),
+so the ratio factors into one term per level:
+
+    g(value | parent) / p_u(value | parent)
+
+``g`` is the global frequency over all attempts (the attacker is modelled as a login drawn from everybody, as in
+the paper, times a reputation factor for hosting, VPN and Tor networks). ``p_u`` is the user's own frequency,
+smoothed with Witten-Bell back-off to the global estimate:
+
+    p_u(v | parent) = (c_u(v) + d_u(parent) * g(v | parent)) / (c_u(parent) + d_u(parent))
+
+where d_u(parent) is how many distinct children the user has shown under that parent: a user whose mobile
+carrier hands out a new IP every time has a large d and is not surprised by one more; a user with one home IP
+is. A value never seen backs off to its parent, which is the paper's IP -> ASN -> country and user agent ->
+browser -> OS -> device back-off. Round-trip time is a third family: half-octave bins, smoothed with their
+neighbours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tessera.risk.events import NetworkType
+from tessera.risk.model.tree import SEP, Tree, paths
+
+NET_CAPS = (8, 24, 32, 48)  # countries, ASNs, prefixes, IPs kept per user
+UA_CAPS = (4, 8, 12, 16, 16)
+RTT_CAPS = (24,)
+PAIR_CAPS = (24, 96)  # (ASN, browser) and (ASN, round-trip-time bin) pairs
+NOVEL_SPREAD = 1000.0  # unseen values share the global novelty mass; this constant cancels in most ratios
+
+
+def rtt_bin(rtt_ms: float) -> int:
+    return int(round(2.0 * math.log2(max(1.0, min(rtt_ms, 60_000.0)))))
+
+
+@dataclass(slots=True)
+class Features:
+    """What the model looks at, already resolved (looked up or taken from the event)."""
+
+    country: str
+    asn: str
+    prefix: str
+    ip: str
+    device_type: str
+    os: str
+    browser: str
+    version: str
+    ua: str
+    rtt_ms: float | None
+    network_type: NetworkType
+    asn_name: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    city: str = ""
+
+    @property
+    def net(self) -> tuple[str, str, str, str]:
+        return (self.country or "?", self.asn or "?", self.prefix or "?", self.ip or "?")
+
+    @property
+    def agent(self) -> tuple[str, str, str, str, str]:
+        return (
+            self.device_type or "?",
+            self.os or "?",
+            self.browser or "?",
+            self.version or "?",
+            self.ua or "?",
+        )
+
+
+@dataclass(slots=True)
+class Profile:
+    """One user's history. Bounded: capped trees and counts decayed past ``max_history`` logins."""
+
+    user_id: str
+    net: Tree = field(default_factory=lambda: Tree(NET_CAPS))
+    agent: Tree = field(default_factory=lambda: Tree(UA_CAPS))
+    rtt: Tree = field(default_factory=lambda: Tree(RTT_CAPS))
+    net_agent: Tree = field(default_factory=lambda: Tree(PAIR_CAPS))
+    net_rtt: Tree = field(default_factory=lambda: Tree(PAIR_CAPS))
+    logins: int = 0  # learned logins ever (history length)
+    last_at: float | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
+    last_place: str = ""
+    flagged: set[str] = field(default_factory=set)  # paths the user said were not them
+    version: int = 0  # optimistic concurrency in the SQL store
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.net.to_json(),
+            "a": self.agent.to_json(),
+            "r": self.rtt.to_json(),
+            "na": self.net_agent.to_json(),
+            "nr": self.net_rtt.to_json(),
+            "l": self.logins,
+            "t": self.last_at,
+            "la": self.last_lat,
+            "lo": self.last_lon,
+            "p": self.last_place,
+            "f": sorted(self.flagged),
+        }
+
+    @classmethod
+    def from_json(cls, user_id: str, data: dict[str, Any], version: int = 0) -> Profile:
+        return cls(
+            user_id=user_id,
+            net=Tree.from_json(data.get("n", {}), NET_CAPS),
+            agent=Tree.from_json(data.get("a", {}), UA_CAPS),
+            rtt=Tree.from_json(data.get("r", {}), RTT_CAPS),
+            net_agent=Tree.from_json(data.get("na", {}), PAIR_CAPS),
+            net_rtt=Tree.from_json(data.get("nr", {}), PAIR_CAPS),
+            logins=int(data.get("l", 0)),
+            last_at=data.get("t"),
+            last_lat=data.get("la"),
+            last_lon=data.get("lo"),
+            last_place=data.get("p", ""),
+            flagged=set(data.get("f", [])),
+            version=version,
+        )
+
+
+class GlobalStats:
+    """Global frequencies of every level, over all attempts. Bounded by pruning rare paths."""
+
+    def __init__(self, max_paths: int = 2_000_000) -> None:
+        self.net = Tree(())
+        self.agent = Tree(())
+        self.rtt = Tree(())
+        self.max_paths = max_paths
+        # How often users show a new value at each level (once the parent is known): the prior for users with
+        # little history of their own (empirical Bayes).
+        self.novel: dict[str, float] = {}
+        self.trials: dict[str, float] = {}
+
+    def novelty(self, level: str) -> float:
+        return (self.novel.get(level, 0.0) + 1.0) / (self.trials.get(level, 0.0) + 4.0)
+
+    def add(self, features: Features) -> None:
+        self.net.add(features.net)
+        self.agent.add(features.agent)
+        if features.rtt_ms is not None:
+            self.rtt.add((str(rtt_bin(features.rtt_ms)),))
+        for tree in (self.net, self.agent):
+            if len(tree.counts) > self.max_paths:
+                tree.prune(2.0)
+
+    def merge(self, net: dict[str, float], agent: dict[str, float], rtt: dict[str, float]) -> None:
+        """Fold counts persisted by other workers into this one (see ``store.RiskStore.global_counts``)."""
+        for tree, counts in ((self.net, net), (self.agent, agent), (self.rtt, rtt)):
+            for path, count in counts.items():
+                if path == "":
+                    tree.total += count
+                    continue
+                if path not in tree.counts:
+                    parent = path.rpartition(SEP)[0] if SEP in path else ""
+                    tree.kids[parent] = tree.kids.get(parent, 0) + 1
+                    tree.counts[path] = 0.0
+                tree.counts[path] += count
+
+
+REPUTATION = {
+    NetworkType.HOSTING: 3.0,
+    NetworkType.VPN: 4.0,
+    NetworkType.TOR: 10.0,
+}
+LEVEL_NAMES = {
+    "net": ("country", "network", "prefix", "ip"),
+    "agent": ("device", "os", "browser", "version", "user_agent"),
+}
+
+
+@dataclass(slots=True)
+class LevelTerm:
+    family: str
+    level: str
+    log10: float
+    novel: bool  # the user never showed this value (under a known parent)
+
+
+def _global_conditional(tree: Tree, user: Tree, path: str, parent: str) -> float:
+    """g(value | parent) over everybody but this user: the attacker is someone else, so the user's own logins
+    must not make their home address look like a place attackers come from (leave-one-out)."""
+    parent_count = tree.count(parent) - user.count(parent)
+    distinct = tree.kids.get(parent, 0)
+    count = tree.counts.get(path, 0.0) - user.counts.get(path, 0.0)
+    if parent_count <= 0.5:
+        return 1.0 / NOVEL_SPREAD
+    if count > 0.5:
+        return count / (parent_count + distinct)
+    return max(distinct, 1) / (parent_count + distinct) / NOVEL_SPREAD
+
+
+PRIOR_WEIGHT = 3.0  # logins' worth of weight the population's novelty rate has in a user's estimate
+
+
+def _chain_terms(
+    family: str, user: Tree, world: Tree, values: tuple[str, ...], stats: GlobalStats
+) -> list[LevelTerm]:
+    terms: list[LevelTerm] = []
+    parent = ""
+    names = LEVEL_NAMES[family]
+    for depth, path in enumerate(paths(values)):
+        g = _global_conditional(world, user, path, parent)
+        parent_count = user.count(parent)
+        if parent_count <= 0:
+            # The user never showed the parent: no personal evidence below it (the back-off reached the top).
+            terms.append(LevelTerm(family, names[depth], 0.0, novel=False))
+            parent = path
+            continue
+        # Good-Turing: the chance that this user shows a value never seen under this parent is the share of
+        # logins whose value was new (seen once), shrunk towards the population's rate for this level. A phone
+        # on a carrier-grade NAT gets a new address nearly every time (no surprise); a stable home line almost
+        # never does; a user with two logins is judged mostly by what users in general do.
+        prior = stats.novelty(names[depth])
+        novelty = min(1.0, (user.ones.get(parent, 0) + PRIOR_WEIGHT * prior) / (parent_count + PRIOR_WEIGHT))
+        own = user.counts.get(path, 0.0)
+        p_user = (1.0 - novelty) * own / parent_count + novelty * g
+        terms.append(LevelTerm(family, names[depth], math.log10(g / p_user), novel=own <= 0))
+        parent = path
+    return terms
+
+
+def _smoothed(counts: dict[str, float], prefix: str, b: int) -> float:
+    return counts.get(prefix + str(b), 0.0) + 0.5 * (
+        counts.get(prefix + str(b - 1), 0.0) + counts.get(prefix + str(b + 1), 0.0)
+    )
+
+
+def _rtt_term(profile: Profile, world: Tree, features: Features) -> LevelTerm:
+    """Round-trip time depends on the access network, so the user's RTT is modelled per ASN and backs off to
+    the user's RTT over all networks, then to the global distribution (neighbouring bins share counts)."""
+    assert features.rtt_ms is not None
+    b = rtt_bin(features.rtt_ms)
+    g = (_smoothed(world.counts, "", b) + 1.0) / (2.0 * world.total + 30.0)
+    user = profile.rtt
+    if user.total <= 0:
+        return LevelTerm("rtt", "rtt", 0.0, novel=False)
+    spread = 2.0 + len(user.counts)
+    own = _smoothed(user.counts, "", b)
+    p_user = (own + spread * g) / (2.0 * user.total + spread)
+    asn = features.asn or "?"
+    pairs = profile.net_rtt
+    on_network = pairs.count(asn)
+    if on_network > 0:
+        spread_n = 2.0 + pairs.kids.get(asn, 0)
+        own = _smoothed(pairs.counts, asn + SEP, b)
+        p_user = (own + spread_n * p_user) / (2.0 * on_network + spread_n)
+    return LevelTerm("rtt", "rtt", math.log10(g / p_user), novel=own <= 0)
+
+
+def _pair_term(profile: Profile, features: Features) -> LevelTerm:
+    """Does this user use this browser on this network? (Their phone on the mobile carrier, their work PC at
+    work.) The ratio of the user's marginal browser probability to the one conditioned on the ASN corrects the
+    independence of the network and user-agent families."""
+    asn = features.asn or "?"
+    pairs = profile.net_agent
+    on_network = pairs.count(asn)
+    if on_network <= 0 or profile.agent.total <= 0:
+        return LevelTerm("pair", "pair", 0.0, novel=False)
+    key = SEP.join(features.agent[:3])
+    tree = profile.agent
+    # The user's marginal probability of this (device, OS, browser), from the agent tree.
+    d0 = max(tree.kids.get("", 0), 1)
+    marginal = (tree.counts.get(key, 0.0) + d0 * 0.01) / (tree.total + d0)
+    distinct = max(pairs.kids.get(asn, 0), 1)
+    conditional = (pairs.counts.get(asn + SEP + key, 0.0) + distinct * marginal) / (on_network + distinct)
+    return LevelTerm(
+        "pair", "pair", math.log10(marginal / conditional), novel=pairs.counts.get(asn + SEP + key, 0.0) <= 0
+    )
+
+
+def _newer_version(user: Tree, features: Features) -> bool:
+    """A browser version newer than any the user had: browsers update themselves, this is expected."""
+    if not features.version.isdigit():
+        return False
+    prefix = SEP.join(features.agent[:3]) + SEP
+    seen = [p[len(prefix) :] for p in user.counts if p.startswith(prefix) and SEP not in p[len(prefix) :]]
+    numbers = [int(v) for v in seen if v.isdigit()]
+    return bool(numbers) and int(features.version) > max(numbers)
+
+
+UPDATE_CAP = math.log10(2.0)
+# How much a familiar value may lower the score, per level. Country, browser, OS and device are what a
+# targeted attacker copies (Wiefling et al.'s attacker models know the victim's city and browser), so a match
+# is weak evidence of the user; so is the address block (proxies are rented by city). Only the exact address
+# is not copyable and keeps its full weight. (Under Freeman et al.'s independence assumption every match would count fully.)
+FAMILIARITY_FLOOR = {
+    "country": -0.2,
+    "network": -0.3,
+    "prefix": -0.3,
+    "device": -0.1,
+    "os": -0.1,
+    "browser": -0.1,
+    "version": -0.1,
+    "user_agent": -0.2,
+    "pair": -0.2,
+    "rtt": -0.5,
+}
+
+
+def _floor(term: LevelTerm) -> LevelTerm:
+    floor = FAMILIARITY_FLOOR.get(term.level)
+    if floor is None or term.log10 >= floor:
+        return term
+    return LevelTerm(term.family, term.level, floor, term.novel)
+
+
+def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -> list[LevelTerm]:
+    terms = _chain_terms("net", profile.net, world.net, features.net, world)
+    reputation = REPUTATION.get(features.network_type)
+    if reputation:
+        # Freeman et al. weigh the attacker side by the network's reputation: attackers favour these networks.
+        terms[1] = LevelTerm("net", "network", terms[1].log10 + math.log10(reputation), terms[1].novel)
+    agent_terms = _chain_terms("agent", profile.agent, world.agent, features.agent, world)
+    if agent_terms[3].novel and agent_terms[3].log10 > UPDATE_CAP and _newer_version(profile.agent, features):
+        agent_terms[3] = LevelTerm("agent", "version", UPDATE_CAP, novel=True)
+    terms.extend(agent_terms)
+    terms.append(_pair_term(profile, features))
+    if features.rtt_ms is not None:
+        terms.append(_rtt_term(profile, world.rtt, features))
+    return [_floor(term) for term in terms]
+
+
+def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> None:
+    for family, tree, values in (("net", profile.net, features.net), ("agent", profile.agent, features.agent)):
+        parent = ""
+        for depth, path in enumerate(paths(values)):
+            if tree.count(parent) > 0:
+                level = LEVEL_NAMES[family][depth]
+                world.trials[level] = world.trials.get(level, 0.0) + 1.0
+                if path not in tree.counts:
+                    world.novel[level] = world.novel.get(level, 0.0) + 1.0
+            parent = path
+
+
+def learn(
+    profile: Profile, features: Features, at: float, max_history: float = 200.0, world: GlobalStats | None = None
+) -> None:
+    """Online update after a login the caller accepted (allowed, or passed its second factor)."""
+    if world is not None:
+        _count_novelty(profile, world, features)
+    profile.net.add(features.net)
+    profile.agent.add(features.agent)
+    asn = features.asn or "?"
+    profile.net_agent.add((asn, SEP.join(features.agent[:3])))
+    if features.rtt_ms is not None:
+        profile.rtt.add((str(rtt_bin(features.rtt_ms)),))
+        profile.net_rtt.add((asn, str(rtt_bin(features.rtt_ms))))
+    profile.logins += 1
+    for tree in (profile.net, profile.agent, profile.rtt, profile.net_agent, profile.net_rtt):
+        if tree.total > max_history:
+            # Exponential forgetting keeps memory and adaptivity bounded: a user who moved is not held to the
+            # habits of years ago.
+            tree.decay(0.75)
+    if at >= (profile.last_at or 0.0):
+        profile.last_at = at
+        if features.latitude is not None:
+            profile.last_lat, profile.last_lon = features.latitude, features.longitude
+            profile.last_place = features.city or features.country
+
+
+def forget(profile: Profile, features: Features) -> None:
+    """ "This was not me": remove the login's IP and full user agent and remember them as hostile."""
+    net = paths(features.net)
+    agent = paths(features.agent)
+    for tree, path in ((profile.net, net[-1]), (profile.agent, agent[-1])):
+        tree.remove(path)
+    profile.flagged.update({"ip:" + features.ip, "ua:" + features.ua})
