@@ -40,7 +40,7 @@ def router(services: Services) -> APIRouter:
         enabled=settings.fga_auth,
         issuer=settings.issuer,
         # Resolved on first use, so building the router does not build the key ring.
-        verifier=lambda: services.keys,
+        verifier=lambda: services.oauth.tokens,
         now=services.clock.now,
     )
     return _routes(services.fga, auth)

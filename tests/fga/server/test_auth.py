@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tessera.core.errors import TesseraError
+from tessera.core.ids import new_id
 from tessera.fga.http import api_identifier, register_api
 from tessera.services import Services
 from tessera.web.app import create_app
@@ -31,7 +32,7 @@ async def token(
         "scope": scope,
         "iat": now,
         "exp": now + 300,
-        "jti": f"j{now}",
+        "jti": new_id(),
         **claims,
     }
     signed, _ = await services.keys.sign(body, typ=typ)
@@ -149,3 +150,19 @@ async def test_the_api_is_registered_once_with_its_scopes(
     api = await ApiStore(services.db, services.clock).get(api_identifier(ISSUER))
     assert api is not None
     assert set(api.scopes) == {"fga:read", "fga:write", "fga:admin"}
+
+
+async def test_a_revoked_token_is_refused(secured: tuple[httpx.AsyncClient, Services]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import jwt as pyjwt
+
+    api, services = secured
+    value = await token(services, scope="fga:read")
+    assert (await api.get("/stores", headers=bearer(value))).status_code == 200
+    jti = pyjwt.decode(value, options={"verify_signature": False})["jti"]
+    now = datetime.now(UTC)
+    async with services.db.transaction() as conn:
+        await services.oauth.revocations.add(f"jti:{jti}", "test", now, now + timedelta(hours=1), conn=conn)
+    r = await api.get("/stores", headers=bearer(value))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
