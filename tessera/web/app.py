@@ -60,6 +60,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
+        # Off unless asked for: FastAPI otherwise looks up the global OpenTelemetry providers on every request
+        # (measured by bench/token_inprocess.py); Prometheus metrics are served at /metrics either way.
+        telemetry=None
+        if settings.http_telemetry
+        else {"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.services = services
     limits.install(app, settings)
