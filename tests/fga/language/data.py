@@ -28,15 +28,10 @@ def load_cases(filename: str) -> list[Any]:
 
 def case_params(filename: str) -> list[Any]:
     """One pytest param per case, id'd by index and name so failures are easy to find."""
-    params = []
-    for index, case in enumerate(load_cases(filename)):
-        marks = []
-        if case.get("skip"):
-            # The data file itself marks these cases as not passing in OpenFGA's own implementations
-            # (the "cycle N should fail" and "union does not require all child to have entry" groups).
-            marks.append(pytest.mark.skip(reason="case marked `skip: true` in OpenFGA's test data"))
-        params.append(pytest.param(case, id=f"{index:03d}-{case.get('name', '')}"[:90], marks=marks))
-    return params
+    return [
+        pytest.param(case, id=f"{index:03d}-{case.get('name', '')}"[:90])
+        for index, case in enumerate(load_cases(filename))
+    ]
 
 
 def subdirs(name: str) -> list[Path]:

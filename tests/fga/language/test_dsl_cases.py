@@ -36,6 +36,17 @@ def test_syntax_case(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", case_params("dsl-semantic-validation-cases.yaml"))
 def test_semantic_case(case: dict[str, Any]) -> None:
     expected = case.get("expected_errors") or []
+    if case.get("skip") and not expected:
+        # Marked `skip: true` in the data (OpenFGA's language validators disagree on it): three models whose
+        # relations reach themselves through computed usersets inside unions. OpenFGA's server refuses them
+        # ("an authorization model cannot contain a cycle", checked with `fga model validate`), and so do
+        # we: every relation on the cycle is reported as a potential loop.
+        with pytest.raises(ModelValidationError) as info:
+            transform_dsl_to_json(case["dsl"])
+        assert info.value.errors
+        assert all(e.msg.endswith("(potential loop).") for e in info.value.errors)
+        return
+    # The other `skip: true` cases ("cycle N should fail") pass as written.
     if not expected:
         model = transform_dsl_to_json(case["dsl"])
         assert model["schema_version"] in ("1.1", "1.2")
