@@ -63,7 +63,7 @@ class Resolution:
     user: User
     context: Mapping[str, Any] = field(default_factory=dict)
     max_depth: int = DEFAULT_MAX_DEPTH
-    memo: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    memo: dict[tuple[Any, ...], int] = field(default_factory=dict)
     dispatches: int = 0
     # Userset closures (see LocalChecker._this): (type, relation) -> the user's memberships, or None.
     closures: dict[tuple[str, str], Any] = field(default_factory=dict)
@@ -107,12 +107,6 @@ class Resolution:
         return cond.evaluate(key.condition_context, self.context)
 
 
-def path_has_type(path: frozenset[Any], otype: str, relation: str) -> bool:
-    """Whether a sub-problem on ``otype#relation`` is on the current path (then a closure of that kind would
-    be computed from inside itself, and the forward walk's cycle detection is what we want)."""
-    return any(p[0] == otype and p[2] == relation for p in path)
-
-
 class CheckResolver(Protocol):
     async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool: ...
 
@@ -124,14 +118,25 @@ class LocalChecker:
         return await self.resolve_tri(res, otype, oid, relation, 0, frozenset()) == TRUE
 
     async def resolve_tri(
-        self, res: Resolution, otype: str, oid: str, relation: str, depth: int, path: frozenset[Any]
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        depth: int,
+        path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
-        key = (otype, oid, relation)
+        """``neg``: the answer is used negated (inside an exclusion's subtract), where "false" and "cycle"
+        differ; the user-side shortcut, which cannot tell them apart, then only answers "true"."""
+        key: tuple[Any, ...] = (otype, oid, relation, neg)
         hit = res.memo.get(key)
         if hit is not None:
             return hit
-        if key in path:
-            return CYCLE
+        if key[:3] in path:
+            # Round a relation's own loop (group in group): adds nothing, as in OpenFGA's fixpoint for
+            # simply recursive relations. Any other loop is a cycle (see TypeSystem._cycles).
+            return FALSE if res.ts.simply_recursive(otype, relation) else CYCLE
         user = res.user
         # A userset is trivially a member of itself: Check(group:x#member, member, group:x) is true.
         if user.relation is not None and user.relation == relation and user.id == oid and user.type == otype:
@@ -143,17 +148,24 @@ class LocalChecker:
             res.memo[key] = FALSE
             return FALSE
         res.dispatches += 1
-        result = await self._eval(res, otype, oid, relation, rel.rewrite, depth, path | {key})
+        result = await self._eval(res, otype, oid, relation, rel.rewrite, depth, path | {key[:3]}, neg)
         if result != CYCLE:
             res.memo[key] = result
         return result
 
     async def eval_rewrite(
-        self, res: Resolution, otype: str, oid: str, relation: str, rw: Rewrite, path: frozenset[Any]
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        rw: Rewrite,
+        path: frozenset[Any],
+        negated: bool = False,
     ) -> int:
         """Evaluate one operand of ``otype:oid#relation``'s rewrite (ListObjects' intersection and exclusion
         guards); ``path`` should hold the object's own sub-problem so cycles through it are seen."""
-        return await self._eval(res, otype, oid, relation, rw, 1, path)
+        return await self._eval(res, otype, oid, relation, rw, 1, path, negated)
 
     async def _eval(
         self,
@@ -164,22 +176,30 @@ class LocalChecker:
         rw: Rewrite,
         depth: int,
         path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
         if isinstance(rw, This):
-            return await self._this(res, otype, oid, relation, depth, path)
+            return await self._this(res, otype, oid, relation, depth, path, neg)
         if isinstance(rw, Computed):
-            return await self.resolve_tri(res, otype, oid, rw.relation, depth + 1, path)
+            return await self.resolve_tri(res, otype, oid, rw.relation, depth + 1, path, neg)
         if isinstance(rw, TupleToUserset):
-            return await self._ttu(res, otype, oid, rw, depth, path)
+            return await self._ttu(res, otype, oid, rw, depth, path, neg)
         if isinstance(rw, Union):
-            return await self._any(res, otype, oid, relation, rw.children, depth, path)
+            return await self._any(res, otype, oid, relation, rw.children, depth, path, neg)
         if isinstance(rw, Intersection):
-            return await self._all(res, otype, oid, relation, rw.children, depth, path)
+            return await self._all(res, otype, oid, relation, rw.children, depth, path, neg)
         assert isinstance(rw, Difference)
-        return await self._but_not(res, otype, oid, relation, rw, depth, path)
+        return await self._but_not(res, otype, oid, relation, rw, depth, path, neg)
 
     async def _this(
-        self, res: Resolution, otype: str, oid: str, relation: str, depth: int, path: frozenset[Any]
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        relation: str,
+        depth: int,
+        path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
         ts, user = res.ts, res.user
         rel = ts.types[otype][relation]
@@ -216,9 +236,17 @@ class LocalChecker:
             for k in await res.reader.usersets(otype, oid, relation, refs):
                 st, _, rest = k.user.partition(":")
                 sid, _, srel = rest.partition("#")
-                cl = await res.closure(st, srel) if not path_has_type(path, st, srel) else None
+                cl = await res.closure(st, srel)
                 if cl is not None and sid not in cl.maybe and cl.depth.get(sid, 0) <= budget:
                     if sid not in cl.sure:
+                        if neg and ts.reaches_other_cycles(st, srel):
+                            # Under a negation "not a member" and "only through a cycle" differ
+                            # (OpenFGA: ``x but not <cycle>`` is not true); the forward walk tells them
+                            # apart. Loops of one relation on itself are fixpoints and need no care.
+                            r = await self._forward(res, k, st, sid, srel, depth, path, neg)
+                            if r == TRUE:
+                                return TRUE
+                            saw_cycle = saw_cycle or r == CYCLE
                         continue  # the user is not in that set
                     try:
                         if res.condition_holds(k):
@@ -229,7 +257,7 @@ class LocalChecker:
                 try:
                     if not res.condition_holds(k):
                         continue
-                    r = await self.resolve_tri(res, st, sid, srel, depth + 1, path)
+                    r = await self.resolve_tri(res, st, sid, srel, depth + 1, path, neg)
                 except FGAError as exc:
                     error = exc
                     continue
@@ -240,8 +268,33 @@ class LocalChecker:
             raise error
         return CYCLE if saw_cycle else FALSE
 
+    async def _forward(
+        self,
+        res: Resolution,
+        k: TupleKey,
+        st: str,
+        sid: str,
+        srel: str,
+        depth: int,
+        path: frozenset[Any],
+        neg: bool,
+    ) -> int:
+        try:
+            if not res.condition_holds(k):
+                return FALSE
+            return await self.resolve_tri(res, st, sid, srel, depth + 1, path, neg)
+        except FGAError:
+            return FALSE  # the closure found no membership; an error here cannot make one
+
     async def _ttu(
-        self, res: Resolution, otype: str, oid: str, rw: TupleToUserset, depth: int, path: frozenset[Any]
+        self,
+        res: Resolution,
+        otype: str,
+        oid: str,
+        rw: TupleToUserset,
+        depth: int,
+        path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
         ts = res.ts
         error: FGAError | None = None
@@ -255,7 +308,7 @@ class LocalChecker:
             try:
                 if not res.condition_holds(k):
                     continue
-                r = await self.resolve_tri(res, pt, pid, rw.computed, depth + 1, path)
+                r = await self.resolve_tri(res, pt, pid, rw.computed, depth + 1, path, neg)
             except FGAError as exc:
                 error = exc
                 continue
@@ -275,12 +328,13 @@ class LocalChecker:
         children: tuple[Rewrite, ...],
         depth: int,
         path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
         error: FGAError | None = None
         saw_cycle = False
         for c in children:
             try:
-                r = await self._eval(res, otype, oid, relation, c, depth, path)
+                r = await self._eval(res, otype, oid, relation, c, depth, path, neg)
             except FGAError as exc:
                 error = exc
                 continue
@@ -300,12 +354,13 @@ class LocalChecker:
         children: tuple[Rewrite, ...],
         depth: int,
         path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
         error: FGAError | None = None
         saw_cycle = False
         for c in children:
             try:
-                r = await self._eval(res, otype, oid, relation, c, depth, path)
+                r = await self._eval(res, otype, oid, relation, c, depth, path, neg)
             except FGAError as exc:
                 error = exc
                 continue
@@ -325,11 +380,12 @@ class LocalChecker:
         rw: Difference,
         depth: int,
         path: frozenset[Any],
+        neg: bool = False,
     ) -> int:
-        base = await self._eval(res, otype, oid, relation, rw.base, depth, path)
+        base = await self._eval(res, otype, oid, relation, rw.base, depth, path, neg)
         if base == FALSE:
             return FALSE
-        sub = await self._eval(res, otype, oid, relation, rw.subtract, depth, path)
+        sub = await self._eval(res, otype, oid, relation, rw.subtract, depth, path, not neg)
         if sub == TRUE:
             return FALSE
         if sub == CYCLE or base == CYCLE:

@@ -115,7 +115,7 @@ async def guard_many(
         verdict: int | None = 1
         for negated, rw in guards:
             try:
-                r = await checker.eval_rewrite(res, object_type, oid, relation, rw, path)
+                r = await checker.eval_rewrite(res, object_type, oid, relation, rw, path, negated)
             except FGAError:
                 verdict = 0
                 continue

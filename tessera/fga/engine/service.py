@@ -369,11 +369,21 @@ class FGAService:
                 )
             seen.add(k)
         for k in writes:
-            ts.validate_tuple(k)
+            try:
+                ts.validate_tuple(k)
+            except FGAError as exc:
+                # OpenFGA's Write reports invalid tuples as validation_error (2000), with the same reason
+                # that contextual tuples get as invalid_tuple (2027).
+                if exc.error_code == ErrorCode.invalid_tuple:
+                    raise validation(exc.message) from None
+                raise
         for k in deletes:
-            split_object(k.object)
+            try:
+                split_object(k.object)
+            except FGAError:
+                raise validation(f"Invalid tuple '{k}'. Reason: invalid 'object' field format") from None
             if parse_user(k.user) is None or not k.relation:
-                raise FGAError(ErrorCode.invalid_tuple, f"Invalid tuple '{k}'")
+                raise validation(f"Invalid tuple '{k}'. Reason: the 'user' or 'relation' field is malformed")
         try:
             await self.ds.write(store_id, deletes, writes, on_duplicate=on_duplicate, on_missing=on_missing)
         finally:

@@ -279,6 +279,9 @@ class TypeSystem:
             raise invalid_tuple(
                 f"Invalid tuple '{key}'. Reason: relation '{user.type}#{user.relation}' not found"
             )
+        if user.relation and f"{user.type}:{user.id}" == key.object and user.relation == key.relation:
+            # OpenFGA: a userset is always in itself; storing it is refused.
+            raise invalid_tuple(f"Invalid tuple '{key}'. Reason: cannot write a tuple that is implicit")
         if key.condition_name and key.condition_name not in self.conditions:
             raise invalid_tuple(f"Invalid tuple '{key}'. Reason: undefined condition '{key.condition_name}'")
         if not self.tuple_allowed(otype, key.relation, user, key.condition_name):
@@ -341,6 +344,119 @@ class TypeSystem:
             return True
         subs = self._subjects.get((type_, relation), frozenset())
         return (user.type, user.relation) in subs
+
+    # --- cycles -------------------------------------------------------------------------------------
+
+    @cached_property
+    def _cycles(self) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
+        """(simply recursive relations, relations from which another kind of cycle can be reached).
+
+        OpenFGA resolves a relation that refers only to itself, in a union (``member: [user, group#member]``,
+        ``viewer: [user] or viewer from parent``), as a fixpoint: going round the loop adds nothing. Any other
+        cycle (through two relations, or under an intersection or exclusion) is a *cycle*, which a negation
+        does not turn into "true". Check and the user-side shortcut follow the same split."""
+        edges: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        simple_self: set[tuple[str, str]] = set()
+        other_self: set[tuple[str, str]] = set()
+
+        def walk(tname: str, rel: Relation, rw: Rewrite, plain: bool, out: set[tuple[str, str]]) -> None:
+            me = (tname, rel.name)
+            targets: list[tuple[str, str]] = []
+            if isinstance(rw, This):
+                targets = [(t, r) for t, r in rel.userset_refs]
+            elif isinstance(rw, Computed):
+                targets = [(tname, rw.relation)]
+            elif isinstance(rw, TupleToUserset):
+                tsr = self.types[tname].get(rw.tupleset)
+                targets = [
+                    (r.type, rw.computed)
+                    for r in (tsr.directly_related if tsr else ())
+                    if rw.computed in self.types.get(r.type, {})
+                ]
+            elif isinstance(rw, Union):
+                for c in rw.children:
+                    walk(tname, rel, c, plain, out)
+            elif isinstance(rw, Intersection):
+                for c in rw.children:
+                    walk(tname, rel, c, False, out)
+            else:
+                walk(tname, rel, rw.base, False, out)
+                walk(tname, rel, rw.subtract, False, out)
+            for t in targets:
+                out.add(t)
+                if t == me:
+                    (simple_self if plain and not isinstance(rw, Computed) else other_self).add(me)
+
+        for tname, rels in self.types.items():
+            for rname, rel in rels.items():
+                out: set[tuple[str, str]] = set()
+                walk(tname, rel, rel.rewrite, True, out)
+                edges[(tname, rname)] = out
+        # Strongly connected components (iterative Tarjan).
+        index: dict[tuple[str, str], int] = {}
+        low: dict[tuple[str, str], int] = {}
+        on_stack: set[tuple[str, str]] = set()
+        stack: list[tuple[str, str]] = []
+        comp: dict[tuple[str, str], int] = {}
+        sizes: list[int] = []
+        counter = 0
+        for root in edges:
+            if root in index:
+                continue
+            work = [(root, iter(sorted(edges[root])))]
+            index[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            while work:
+                node, it = work[-1]
+                advanced = False
+                for nxt in it:
+                    if nxt not in edges:
+                        continue
+                    if nxt not in index:
+                        index[nxt] = low[nxt] = counter
+                        counter += 1
+                        stack.append(nxt)
+                        on_stack.add(nxt)
+                        work.append((nxt, iter(sorted(edges[nxt]))))
+                        advanced = True
+                        break
+                    if nxt in on_stack:
+                        low[node] = min(low[node], index[nxt])
+                if advanced:
+                    continue
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    size = 0
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp[w] = len(sizes)
+                        size += 1
+                        if w == node:
+                            break
+                    sizes.append(size)
+        simple = frozenset(n for n in simple_self if sizes[comp[n]] == 1 and n not in other_self)
+        bad = {n for n in edges if sizes[comp[n]] > 1 or n in other_self}
+        # Everything that can reach a bad node is tainted.
+        changed = True
+        while changed:
+            changed = False
+            for n, outs in edges.items():
+                if n not in bad and outs & bad:
+                    bad.add(n)
+                    changed = True
+        return simple, frozenset(bad)
+
+    def simply_recursive(self, type_: str, relation: str) -> bool:
+        return (type_, relation) in self._cycles[0]
+
+    def reaches_other_cycles(self, type_: str, relation: str) -> bool:
+        return (type_, relation) in self._cycles[1]
 
     # --- validation ---------------------------------------------------------------------------------
 

@@ -95,10 +95,10 @@ async def test_write_rejects_a_tuple_without_its_condition_or_with_a_bad_context
     svc, sid, _ = await setup(MODEL)
     with pytest.raises(FGAError) as err:
         await svc.write(sid, [tk("document:1", "viewer", "user:anne")])
-    assert err.value.error_code == ErrorCode.invalid_tuple
+    assert err.value.error_code == ErrorCode.validation_error
     with pytest.raises(FGAError) as err:
         await svc.write(sid, [tk("document:1", "viewer", "user:anne", "nope")])
-    assert err.value.error_code == ErrorCode.invalid_tuple
+    assert err.value.error_code == ErrorCode.validation_error
     with pytest.raises(FGAError) as err:
         await svc.write(sid, [tk("document:1", "viewer", "user:anne", "in_network", {"ip": 12})])
     assert err.value.error_code == ErrorCode.validation_error

@@ -101,12 +101,25 @@ async def test_unknown_types_relations_and_malformed_users() -> None:
         )
         == ErrorCode.relation_not_found
     )
-    assert await _code(svc.write(sid, [tk("nope:1", "viewer", "user:a")])) == ErrorCode.invalid_tuple
-    assert await _code(svc.write(sid, [tk("document:1", "parent", "user:a")])) == ErrorCode.invalid_tuple
+    assert await _code(svc.write(sid, [tk("nope:1", "viewer", "user:a")])) == ErrorCode.validation_error
+    assert await _code(svc.write(sid, [tk("document:1", "parent", "user:a")])) == ErrorCode.validation_error
     assert (
         await _code(svc.write(sid, [tk("document:1", "viewer", "folder:x#viewer")]))
-        == ErrorCode.invalid_tuple
+        == ErrorCode.validation_error
     )
+
+
+async def test_invalid_tuples_written_and_contextual() -> None:
+    svc, sid, _ = await setup(MODEL)
+    implicit = tk("group:eng", "member", "group:eng#member")
+    assert await _code(svc.write(sid, [implicit])) == ErrorCode.validation_error
+    bad_ctx = CheckRequest(sid, tk("document:1", "viewer", "user:a"), contextual_tuples=[implicit])
+    assert await _code(svc.check(bad_ctx)) == ErrorCode.invalid_tuple
+    wrong = CheckRequest(
+        sid, tk("document:1", "viewer", "user:a"), contextual_tuples=[tk("document:1", "parent", "user:a")]
+    )
+    assert await _code(svc.check(wrong)) == ErrorCode.invalid_tuple
+    assert (await svc.read(sid))[0] == []
 
 
 async def test_unknown_store_and_model() -> None:
