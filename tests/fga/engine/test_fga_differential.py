@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tessera.fga.engine.memory import MemoryDatastore
 from tessera.fga.engine.list_users import UserFilter
+from tessera.fga.engine.memory import MemoryDatastore
 from tessera.fga.engine.service import CheckRequest, FGAService, ListObjectsRequest, ListUsersRequest
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import TypeSystem
