@@ -7,7 +7,7 @@ use: ``line: {start, end}``, ``column: {start, end}``, ``metadata: {symbol, erro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tessera.core.errors import ValidationFailed
@@ -45,14 +45,10 @@ class ErrorDetail:
     def __str__(self) -> str:
         where = ""
         if self.line is not None and self.column is not None:
-            where = f" at line={self.line[0] + 1}, column={self.column[0]}"
+            # 1-based for people (the structured fields stay 0-based, as OpenFGA's are).
+            where = f" (line {self.line[0] + 1}, column {self.column[0] + 1})"
         prefix = f"{self.file}: " if self.file else ""
         return f"{prefix}{self.msg}{where}"
-
-
-@dataclass
-class _Errors:
-    errors: list[ErrorDetail] = field(default_factory=list)
 
 
 class LanguageError(ValidationFailed):

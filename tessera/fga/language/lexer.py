@@ -26,6 +26,8 @@ _NAME_START = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _CEL_NUMBER_RE = re.compile(r"0[xX][0-9a-fA-F]+[uU]?|[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?[uU]?")
 _CEL_OPERATORS_2 = {"==", "!=", "<=", ">=", "&&", "||"}
 _CEL_OPERATORS_1 = set("<>!+-*/%?:.,[](){}#")  # `#` right after a token is not a comment: OpenFGA keeps it
+_SPACES_RE = re.compile(r"[ \t]+")
+_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
 
@@ -139,9 +141,9 @@ class Lexer:
         while i < n:
             ch = src[i]
             if ch in " \t":
-                j = i
-                while j < n and src[j] in " \t":
-                    j += 1
+                m = _SPACES_RE.match(src, i)
+                assert m is not None
+                j = m.end()
                 if j < n and (src[j] == "\n" or self._comment_starts(j)):
                     tok, i = self._newline(i, j)
                     if tok is not None:
@@ -173,14 +175,14 @@ class Lexer:
                 out.append(self._token(PUNCT, i, i + 1))
                 i += 1
             else:
-                j = i
-                while j < n and src[j] in _WORD_CHARS:
-                    j += 1
                 if src.startswith("but not", i):
                     # `but not` is one token, exactly so spelled, even when a name follows it directly.
                     out.append(self._token(BUTNOT, i, i + 7))
                     i += 7
                     continue
+                m = _WORD_RE.match(src, i)
+                assert m is not None
+                j = m.end()
                 out.append(self._token(WORD, i, j))
                 i = j
         line, col = self.position(n)
