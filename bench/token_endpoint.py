@@ -838,6 +838,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+LOCK_PATH = Path(tempfile.gettempdir()) / "tessera-bench.lock"
+LOCK_WAIT = 900.0  # seconds
+
+
+@contextlib.contextmanager
+def exclusive_machine(wait_s: float = LOCK_WAIT) -> Iterator[None]:
+    """One benchmark run at a time on this machine: two at once would each measure the other's load."""
+    import fcntl
+
+    with LOCK_PATH.open("a+") as handle:
+        deadline = time.monotonic() + wait_s
+        told = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"another benchmark held {LOCK_PATH} for {wait_s:.0f} s") from None
+                if not told:
+                    print(f"waiting for another benchmark run to finish ({LOCK_PATH})", flush=True)
+                    told = True
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def _signals_as_exit() -> Iterator[None]:
     """SIGTERM and SIGHUP unwind like Ctrl-C, so the cleanup in ``finally`` runs."""
@@ -858,10 +887,19 @@ def main(argv: list[str] | None = None) -> int:
     wrk = ensure_wrk()
     if "oidc-provider" in args.servers:
         ensure_oidc_provider()
-    with (
-        _signals_as_exit(),
-        tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp,
-    ):
+    try:
+        with _signals_as_exit(), exclusive_machine():
+            return run(args, wrk)
+    except BenchError as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace, wrk: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-") as tmp:
         work_dir = Path(tmp)
         procs = Processes(work_dir)
         database: TesseraDatabase | None = None

@@ -42,6 +42,7 @@ from token_endpoint import (
     BenchError,
     TesseraDatabase,
     _cli_json,
+    exclusive_machine,
     python_env,
     tessera_cli,
 )
@@ -209,7 +210,8 @@ def main() -> int:
     if not 100 <= args.requests <= 1_000_000 or not 1 <= args.rounds <= 100:
         parser.error("--requests 100..1000000, --rounds 1..100")
     try:
-        return asyncio.run(run(args))
+        with exclusive_machine():
+            return asyncio.run(run(args))
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
