@@ -69,3 +69,68 @@ async def register_api(services: Services) -> bool:
         log.warning("could not register the %s API yet: %s", identifier, exc.__class__.__name__)
         return False
     return True
+
+
+DEMO_MODEL = """\
+model
+  schema 1.1
+
+type user
+
+type group
+  relations
+    define member: [user, group#member]
+
+type folder
+  relations
+    define owner: [user]
+    define parent: [folder]
+    define viewer: [user, user:*, group#member] or owner or viewer from parent
+
+type document
+  relations
+    define parent: [folder]
+    define owner: [user]
+    define editor: [user, group#member] or owner
+    define viewer: [user, group#member] or editor or viewer from parent
+"""
+
+DEMO_TUPLES = (
+    ("group:engineering", "member", "user:demo"),
+    ("folder:handbook", "viewer", "group:engineering#member"),
+    ("document:onboarding", "parent", "folder:handbook"),
+    ("document:roadmap", "owner", "user:demo"),
+)
+
+
+async def seed_demo_store(services: Services) -> dict[str, str]:
+    """An FGA store named ``demo`` with a sample model and tuples (for ``tessera dev``); idempotent.
+
+    Returns what a newcomer needs: the store and model ids and a command to try.
+    """
+    from tessera.fga.engine.tuples import TupleKey
+    from tessera.fga.language import transform_dsl_to_json
+
+    fga = services.fga
+    stores, _ = await fga.list_stores(1, "", "demo")
+    if stores:
+        store_id = stores[0].id
+        models, _ = await fga.read_authorization_models(store_id, 1)
+        model_id = (
+            models[0].id
+            if models
+            else await fga.write_authorization_model(store_id, transform_dsl_to_json(DEMO_MODEL))
+        )
+    else:
+        store_id = (await fga.create_store("demo")).id
+        model_id = await fga.write_authorization_model(store_id, transform_dsl_to_json(DEMO_MODEL))
+        await fga.write(
+            store_id, [TupleKey(o, r, u) for o, r, u in DEMO_TUPLES], authorization_model_id=model_id
+        )
+    issuer = services.settings.issuer
+    return {
+        "api": f"{issuer}/fga",
+        "store_id": store_id,
+        "model_id": model_id,
+        "try": f"tessera fga check user:demo viewer document:onboarding --store-id {store_id}",
+    }

@@ -136,3 +136,25 @@ def test_runner_exit_codes_and_summary(env: dict[str, str], tmp_path: Path) -> N
     assert "expected=false, got=true" in out
     missing = run(env, "test", str(tmp_path / "absent.fga.yaml"), code=2)
     assert missing.strip().splitlines()[-1] == "0 passed, 0 failed"
+
+
+async def test_demo_store_is_seeded_once(tmp_path: Path) -> None:
+    from tessera.fga.engine.service import CheckRequest
+    from tessera.fga.engine.tuples import TupleKey
+    from tessera.fga.http import seed_demo_store
+    from tessera.services import Services
+    from tessera.settings import Settings
+    from tessera.storage.migrate import upgrade
+
+    services = Services(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", data_dir=tmp_path))
+    try:
+        await upgrade(services.db)
+        first = await seed_demo_store(services)
+        again = await seed_demo_store(services)
+        assert first == again and len(first["store_id"]) == 26
+        check = CheckRequest(first["store_id"], TupleKey("document:onboarding", "viewer", "user:demo"))
+        assert (await services.fga.check(check)).allowed
+        stores, _ = await services.fga.list_stores(10, "")
+        assert [s.name for s in stores] == ["demo"]
+    finally:
+        await services.aclose()
