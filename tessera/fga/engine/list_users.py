@@ -2,14 +2,15 @@
 
 The forward walk from the object collects candidates: the users named by its tuples, the users of the
 usersets and parents those tuples point to, recursively, each ``object#relation`` visited once (so cycles
-end). Every operand of an intersection and the base of an exclusion are walked; the candidates are then
-verified with Check (concurrently, over the batching reader), so intersections, exclusions and conditions get
-exactly Check's answer. A wildcard candidate (``user:*``) stands for every user of that type and is verified
-as such.
+end). Candidates reached through unions only are members. Every operand of an intersection and the base of
+an exclusion are walked too, but what they yield is verified with Check (concurrently, over the batching
+reader), so intersections, exclusions and undecided conditions get exactly Check's answer. A wildcard
+candidate (``user:*``) stands for every user of that type.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,21 +45,29 @@ class _Collector:
         self.reader = reader
         self.filters = {(f.type, f.relation) for f in filters}
         self.context = context
-        self.visited: set[tuple[str, str, str]] = set()
-        self.candidates: dict[str, None] = {}
+        self.visited: set[tuple[str, str, str, bool]] = set()
+        # user -> True when some path to it crossed only unions (then it is certainly a member), False when
+        # every path crossed an intersection, an exclusion or an undecided condition (Check decides).
+        self.candidates: dict[str, bool] = {}
         self._res = Resolution(ts, reader, User("", ""), context)
 
-    def _keep(self, key: Any) -> bool:
-        try:
-            return self._res.condition_holds(key)
-        except ConditionError:
-            return True  # undecided here; Check decides (and reports the error)
+    def _add(self, user: str, exact: bool) -> None:
+        self.candidates[user] = self.candidates.get(user, False) or exact
 
-    async def expand(self, otype: str, oid: str, relation: str, depth: int) -> None:
+    def _keep(self, key: Any) -> tuple[bool, bool]:
+        """(keep the tuple, its condition is decided true)."""
+        try:
+            return self._res.condition_holds(key), True
+        except ConditionError:
+            return True, False  # undecided here; Check decides (and reports the error)
+
+    async def expand(self, otype: str, oid: str, relation: str, depth: int, exact: bool = True) -> None:
+        # Check would need this many levels below: near the limit, let Check decide (and fail as OpenFGA).
+        exact = exact and depth < DEFAULT_MAX_DEPTH - 1
         if (otype, relation) in self.filters:
-            self.candidates[f"{otype}:{oid}#{relation}"] = None
-        key = (otype, oid, relation)
-        if key in self.visited:
+            self._add(f"{otype}:{oid}#{relation}", exact)
+        key = (otype, oid, relation, exact)
+        if key in self.visited or (otype, oid, relation, True) in self.visited:
             return
         if depth >= DEFAULT_MAX_DEPTH:
             raise ResolutionTooComplex(depth)
@@ -66,35 +75,41 @@ class _Collector:
         rel = self.ts.get_relation(otype, relation)
         if rel is None:
             return
-        await self._walk(otype, oid, relation, rel.rewrite, depth)
+        await self._walk(otype, oid, relation, rel.rewrite, depth, exact)
 
-    async def _walk(self, otype: str, oid: str, relation: str, rw: Rewrite, depth: int) -> None:
+    async def _walk(self, otype: str, oid: str, relation: str, rw: Rewrite, depth: int, exact: bool) -> None:
         if isinstance(rw, This):
             for k in await self.reader.all(otype, oid, relation):
-                if not self._keep(k):
+                keep, decided = self._keep(k)
+                if not keep:
                     continue
                 u = parse_user(k.user)
                 if u is None:
                     continue
                 if u.relation is None:
                     if (u.type, None) in self.filters:
-                        self.candidates[k.user] = None
+                        self._add(k.user, exact and decided)
                 else:
-                    await self.expand(u.type, u.id, u.relation, depth + 1)
+                    await self.expand(u.type, u.id, u.relation, depth + 1, exact and decided)
         elif isinstance(rw, Computed):
-            await self.expand(otype, oid, rw.relation, depth + 1)
+            await self.expand(otype, oid, rw.relation, depth + 1, exact)
         elif isinstance(rw, TupleToUserset):
             for k in await self.reader.all(otype, oid, rw.tupleset):
                 pt, _, pid = k.user.partition(":")
-                if "#" in pid or not self._keep(k) or self.ts.get_relation(pt, rw.computed) is None:
+                if "#" in pid or self.ts.get_relation(pt, rw.computed) is None:
                     continue
-                await self.expand(pt, pid, rw.computed, depth + 1)
-        elif isinstance(rw, Union | Intersection):
+                keep, decided = self._keep(k)
+                if keep:
+                    await self.expand(pt, pid, rw.computed, depth + 1, exact and decided)
+        elif isinstance(rw, Union):
             for c in rw.children:
-                await self._walk(otype, oid, relation, c, depth)
+                await self._walk(otype, oid, relation, c, depth, exact)
+        elif isinstance(rw, Intersection):
+            for c in rw.children:
+                await self._walk(otype, oid, relation, c, depth, False)
         else:
             assert isinstance(rw, Difference)
-            await self._walk(otype, oid, relation, rw.base, depth)
+            await self._walk(otype, oid, relation, rw.base, depth, False)
 
 
 async def list_users(
@@ -109,13 +124,13 @@ async def list_users(
     col = _Collector(ts, reader, filters, context)
     await col.expand(object_type, object_id, relation, 0)
     checker = LocalChecker()
-    out: list[str] = []
+    out = [u for u, exact in col.candidates.items() if exact]
+    unsure = [u for u, exact in col.candidates.items() if not exact and parse_user(u) is not None]
+    if not unsure:
+        return out
     was = reader.batching
     reader.batching = True
     try:
-        import asyncio
-
-        users = [u for u in col.candidates if parse_user(u) is not None]
         verdicts = await asyncio.gather(
             *(
                 checker.resolve_tri(
@@ -126,12 +141,10 @@ async def list_users(
                     0,
                     frozenset(),
                 )
-                for u in users
+                for u in unsure
             )
         )
     finally:
         reader.batching = was
-    for u, v in zip(users, verdicts, strict=True):
-        if v == TRUE:
-            out.append(u)
+    out.extend(u for u, v in zip(unsure, verdicts, strict=True) if v == TRUE)
     return out
