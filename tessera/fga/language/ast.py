@@ -105,7 +105,6 @@ class Positions:
     relation_names: dict[tuple[int, str], Span] = field(default_factory=dict)
     condition_names: dict[str, Span] = field(default_factory=dict)
     schema: Span | None = None
-    file_of: dict[int, str] = field(default_factory=dict)  # id(type def / condition) -> file, for modules
 
     def of(self, node: Any) -> Any:
         return self.nodes.get(id(node))

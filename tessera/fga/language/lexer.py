@@ -29,7 +29,6 @@ _CEL_OPERATORS_1 = set("<>!+-*/%?:.,[](){}#")  # `#` right after a token is not 
 _SPACES_RE = re.compile(r"[ \t]+")
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_WORD_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./")
 
 
 @dataclass

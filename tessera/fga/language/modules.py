@@ -208,7 +208,7 @@ def transform_modules(files: dict[str, str], schema_version: str = "1.2") -> dic
                 extends.append((module, path, typedef))
                 continue
             if typedef.name.text in by_name:
-                errors.append(_at(f"duplicate type {typedef.name.text}", typedef.name.span, path))
+                errors.append(_at(f"duplicate type definition {typedef.name.text}", typedef.name.span, path))
                 continue
             relations: dict[str, Any] = {}
             meta_relations: dict[str, Any] = {}

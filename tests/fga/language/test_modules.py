@@ -141,3 +141,17 @@ def test_fga_mod_rejects_traversal_even_when_encoded() -> None:
         "invalid contents item a/%2E%2E/%2e%2e/b.fga",
         "invalid contents item C:/x.fga",
     ]
+
+
+def test_module_files_cannot_both_define_a_type() -> None:
+    files = {
+        "a.fga": "module a\n\ntype user\n\ntype doc\n  relations\n    define viewer: [user]\n",
+        "b.fga": "module b\n\ntype doc\n  relations\n    define editor: [user]\n\nextend type nope\n",
+    }
+    with pytest.raises(ModuleError) as info:
+        transform_modules(files)
+    # The messages and positions `fga model transform --file fga.mod` gives for the same files.
+    assert [(e.file, e.msg, e.line, e.column) for e in info.value.errors] == [
+        ("b.fga", "duplicate type definition doc", (2, 2), (5, 8)),
+        ("b.fga", "extended type nope does not exist", (6, 6), (12, 16)),
+    ]
