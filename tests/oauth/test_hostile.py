@@ -385,3 +385,36 @@ async def test_expired_tampered_and_unsigned_access_tokens(tmp_path: Path) -> No
             expired = await http.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
             assert expired.status_code == 401
             assert await introspect(http, client.client_id, secret, token) == {"active": False}
+
+
+async def test_userinfo_methods_and_tokens_that_are_not_for_it(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        user, client, secret = await setup(env)
+        machine, machine_secret = await env.register_client("Machine", grant_types=["client_credentials"])
+        assert machine_secret
+        async with env.client() as http:
+            code = await get_code(env, http, client.client_id, user.email, scope="openid email")
+            token = (await redeem(http, client.client_id, secret, code)).json()["access_token"]
+            posted = await http.post("/userinfo", data={"access_token": token})
+            assert posted.status_code == 200 and posted.json() == {
+                "sub": user.id,
+                "email": user.email,
+                "email_verified": True,
+            }
+            both = await http.post(
+                "/userinfo", data={"access_token": token}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert both.status_code == 400 and 'error="invalid_request"' in both.headers["www-authenticate"]
+            missing = await http.get("/userinfo")
+            assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+            api_only = (
+                await http.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials", "resource": API},
+                    headers=basic(machine.client_id, machine_secret),
+                )
+            ).json()["access_token"]
+            refused = await http.get("/userinfo", headers={"Authorization": f"Bearer {api_only}"})
+            assert (
+                refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
+            )
