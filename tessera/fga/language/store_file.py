@@ -1,8 +1,9 @@
 """Store test files (``store.fga.yaml``), the format ``fga model test`` reads.
 
 Top level: ``name``, ``description``, ``model`` (DSL text) or ``model_file`` (a ``.fga``, ``.json`` or
-``fga.mod`` path relative to the store file), ``tuples`` and/or ``tuple_file`` (YAML, JSON or CSV), and
-``tests``. Each test has ``name``, ``description``, ``tuples``/``tuple_file`` and assertions: ``check``
+``fga.mod`` path relative to the store file), ``tuples`` and/or ``tuple_file`` / ``tuple_files`` (YAML, JSON
+or CSV), and ``tests``. Each test has ``name``, ``description``, ``tuples``/``tuple_file``/``tuple_files`` and
+assertions: ``check``
 (``user`` or ``users``, ``object`` or ``objects``, ``context``, ``assertions: {relation: bool}``),
 ``list_objects`` (``user``, ``type``, ``context``, ``assertions: {relation: [objects]}``) and ``list_users``
 (``object``, ``user_filter``, ``context``, ``assertions: {relation: {users: [...]}}``).
@@ -110,8 +111,17 @@ class StoreFile:
 # -- schema check (the fga CLI's store file schema, ajv-style errors) -------------------------------------
 
 _TUPLE_KEYS = {"user", "relation", "object", "condition"}
-_TEST_KEYS = {"name", "description", "tuple_file", "tuples", "check", "list_objects", "list_users"}
-_ROOT_KEYS = {"name", "description", "model_file", "model", "tuple_file", "tuples", "tests"}
+_TEST_KEYS = {
+    "name",
+    "description",
+    "tuple_file",
+    "tuple_files",
+    "tuples",
+    "check",
+    "list_objects",
+    "list_users",
+}
+_ROOT_KEYS = {"name", "description", "model_file", "model", "tuple_file", "tuple_files", "tuples", "tests"}
 _FORMATS = {
     "user": lambda v: parse_user(v) is not None,
     "object": lambda v: parse_object(v) is not None,
@@ -305,12 +315,20 @@ class _SchemaCheck:
                         for j, user in enumerate(self.array(expected["users"], up, usp)):
                             self.string(user, f"{up}/{j}", f"{usp}/items", "user")
 
+    def file_list(self, item: dict[str, Any], path: str, schema_path: str) -> None:
+        """``tuple_files``: a list of paths (the fga CLI reads them all, in order)."""
+        if "tuple_files" in item:
+            files = self.array(item["tuple_files"], f"{path}/tuple_files", f"{schema_path}/tuple_files")
+            for j, name in enumerate(files):
+                self.string(name, f"{path}/tuple_files/{j}", f"{schema_path}/tuple_files/items")
+
     def store(self, doc: Any) -> None:
         if not self.object(doc, "", "#", _ROOT_KEYS, ["tests"]):
             return
         for key in ("name", "description", "model_file", "model", "tuple_file"):
             if key in doc:
                 self.string(doc[key], f"/{key}", f"#/properties/{key}")
+        self.file_list(doc, "", "#/properties")
         if "tuples" in doc:
             self.tuples(doc["tuples"], "/tuples", "#/properties/tuples")
         if "tests" in doc:
@@ -322,6 +340,7 @@ class _SchemaCheck:
                 for key in ("name", "description", "tuple_file"):
                     if key in test:
                         self.string(test[key], f"{p}/{key}", f"{tests_sp}/properties/{key}")
+                self.file_list(test, p, f"{tests_sp}/properties")
                 if "tuples" in test:
                     self.tuples(test["tuples"], f"{p}/tuples", f"{tests_sp}/properties/tuples")
                 if "check" in test:
@@ -438,6 +457,11 @@ def _load_model(doc: dict[str, Any], base: Path) -> tuple[dict[str, Any], str | 
     return transform_dsl_to_json(text), text
 
 
+def _tuple_file_names(item: dict[str, Any]) -> list[str]:
+    names = [item["tuple_file"]] if item.get("tuple_file") else []
+    return names + list(item.get("tuple_files") or [])
+
+
 def parse_store_document(doc: Any, base: Path, path: Path | None = None) -> StoreFile:
     errors = check_store_document(doc)
     if errors:
@@ -445,14 +469,14 @@ def parse_store_document(doc: Any, base: Path, path: Path | None = None) -> Stor
     assert isinstance(doc, dict)
     model, dsl = _load_model(doc, base)
     tuples = [_tuple(t) for t in doc.get("tuples") or []]
-    if doc.get("tuple_file"):
-        tuples.extend(load_tuple_file(base / doc["tuple_file"]))
+    for name in _tuple_file_names(doc):
+        tuples.extend(load_tuple_file(base / name))
     tests = []
     for raw in doc.get("tests") or []:
         test = StoreTest(name=str(raw.get("name", "")), description=raw.get("description"))
         test.tuples = [_tuple(t) for t in raw.get("tuples") or []]
-        if raw.get("tuple_file"):
-            test.tuples.extend(load_tuple_file(base / raw["tuple_file"]))
+        for name in _tuple_file_names(raw):
+            test.tuples.extend(load_tuple_file(base / name))
         for item in raw.get("check") or []:
             users = list(item["users"]) if "users" in item else [item["user"]]
             objects = list(item["objects"]) if "objects" in item else [item["object"]]
@@ -480,7 +504,7 @@ def parse_store_document(doc: Any, base: Path, path: Path | None = None) -> Stor
 
 
 def load_store_file(path: str | Path) -> StoreFile:
-    """Read a store test file; ``model_file`` and ``tuple_file`` are resolved relative to it.
+    """Read a store test file; ``model_file`` and tuple files are resolved relative to it.
 
     Raises :class:`StoreFileError` (schema problems, with ``schema_errors``), or the model's own
     :class:`~tessera.fga.language.DSLSyntaxError` / :class:`~tessera.fga.language.ModelValidationError`.

@@ -189,3 +189,25 @@ def test_missing_files_are_reported(tmp_path: Path) -> None:
     store = _write(tmp_path, "s.fga.yaml", "model_file: nope.fga\ntests: []\n")
     with pytest.raises(StoreFileError, match=r"nope\.fga"):
         load_store_file(store)
+
+
+def test_tuple_files_lists_several_files_in_order(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "a.csv",
+        "user_type,user_id,user_relation,relation,object_type,object_id\nuser,anne,,viewer,doc,1\n",
+    )
+    _write(tmp_path, "b.yaml", "- user: user:bob\n  relation: viewer\n  object: doc:1\n")
+    store = _write(
+        tmp_path,
+        "s.fga.yaml",
+        f"model: |\n  {MODEL.replace(chr(10), chr(10) + '  ')}\ntuple_files: [a.csv, b.yaml]\n"
+        "tests:\n  - name: t\n    tuple_files: [b.yaml]\n",
+    )
+    loaded = load_store_file(store)
+    assert [t.user for t in loaded.tuples] == ["user:anne", "user:bob"]
+    assert [t.user for t in loaded.tests[0].tuples] == ["user:bob"]
+    bad = _write(tmp_path, "bad.fga.yaml", "model: m\ntuple_files: a.csv\ntests: []\n")
+    with pytest.raises(StoreFileError) as info:
+        load_store_file(bad)
+    assert info.value.schema_errors[0]["instancePath"] == "/tuple_files"
