@@ -712,6 +712,21 @@ LAYERS = (
 )
 
 
+# The token request's steps, by the function that does each (a step whose function is not found is left out).
+HOT_PATH_STEPS = (
+    ("the whole app", "FastAPI.__call__"),
+    ("route matching in included routers", "_IncludedRouter.matches"),
+    ("the endpoint", "router.<locals>.token"),
+    ("form parsing", "router.<locals>.params_of"),
+    ("client authentication", "OAuthServer.authenticate_client"),
+    ("the grant", "ClientCredentialsGrant.handle"),
+    ("JWT signing", "KeyRing.sign"),
+    ("response body", "_json"),
+    ("sending the response", "Response.__call__"),
+    ("audit events written in batches", "AuditBuffer.flush"),
+)
+
+
 def _layer(frame: str) -> str:
     for name, markers in LAYERS:
         if any(marker in frame for marker in markers):
@@ -761,6 +776,15 @@ def print_profile(server_name: str, raw: Path, run: Run, top: int = 20) -> None:
     print(f"\n  {'self %':>6} {'us/req':>7}  function (file), the {top} with the most self time")
     for function in sorted(self_counts, key=lambda n: (-self_counts[n], n))[:top]:
         print(f"  {cells(self_counts[function])}  {function}")
+    steps = [
+        (label, n) for label, prefix in HOT_PATH_STEPS for n in total_counts if n.startswith(prefix + " (")
+    ]
+    if steps:
+        print(
+            f"\n  {'incl %':>6} {'us/req':>7}  steps of the token request (inclusive; nested steps overlap)"
+        )
+        for label, function in steps:
+            print(f"  {cells(total_counts[function])}  {label}: {function}")
     ours = [n for n in total_counts if "(tessera/" in n and "(tessera/cli/" not in n]
     if ours:
         print(f"\n  {'incl %':>6} {'us/req':>7}  tessera functions, inclusive")

@@ -178,6 +178,7 @@ async def run(args: argparse.Namespace) -> int:
             "tessera-route": (routed, basic(client_id, client_secret)),
             "bare": (bare, basic("bench-client", bare_secret)),
         }
+        apps = {name: app for name, app in apps.items() if name in args.apps}
         results: dict[str, list[float]] = {name: [] for name in apps}
         async with lifespan(plain), lifespan(routed):
             for app, authorization in apps.values():
@@ -193,9 +194,11 @@ async def run(args: argparse.Namespace) -> int:
         for name, values in results.items():
             rounds = " ".join(f"{v:.0f}" for v in values)
             print(f"{name:<14} {statistics.median(values):8.1f} {min(values):8.1f}  {rounds}")
-        base = statistics.median(results["bare"])
-        for name in ("tessera", "tessera-route"):
-            print(f"{name}/bare: {statistics.median(results[name]) / base:.2f}x CPU per request")
+        if "bare" in results:
+            base = statistics.median(results["bare"])
+            for name in ("tessera", "tessera-route"):
+                if name in results:
+                    print(f"{name}/bare: {statistics.median(results[name]) / base:.2f}x CPU per request")
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
     return 0
@@ -206,7 +209,15 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=5000, help="requests per app per round (5000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument(
+        "--apps",
+        default="tessera,tessera-route,bare",
+        help="comma-separated subset of tessera,tessera-route,bare (to profile one, run under py-spy)",
+    )
     args = parser.parse_args()
+    args.apps = {name.strip() for name in args.apps.split(",") if name.strip()}
+    if not args.apps or not args.apps <= {"tessera", "tessera-route", "bare"}:
+        parser.error("--apps takes names from tessera, tessera-route, bare")
     if not 100 <= args.requests <= 1_000_000 or not 1 <= args.rounds <= 100:
         parser.error("--requests 100..1000000, --rounds 1..100")
     try:
