@@ -62,7 +62,7 @@ async def filter_ids(
     relation: str,
     object_ids: Sequence[str],
     *,
-    reverse_budget: int = 20_000,
+    reverse_budget: int = 1_000,
 ) -> set[str]:
     """The ids among ``object_ids`` that ``res.user`` has ``relation`` with.
 

@@ -67,7 +67,9 @@ class EngineConfig:
     # A user in more sets of one userset kind than this is resolved forwards (see check.py); 0: always.
     closure_max_facts: int = 500
     # The RAG filter first walks backwards from the user up to this many facts (see filter.py); 0: never.
-    filter_reverse_budget: int = 20_000
+    # Small on purpose: a user who reaches little is answered from their side for almost nothing, and a user
+    # who reaches much wastes at most this before the candidates' side takes over.
+    filter_reverse_budget: int = 1_000
 
 
 # --- request and response shapes ------------------------------------------------------------------------
