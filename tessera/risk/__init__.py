@@ -24,7 +24,8 @@ __all__ = ["Assessment", "Decision", "LoginEvent", "NetworkType", "Reason", "Ses
 
 def engine_for(services: Services) -> RiskEngine:
     """The engine a deployment uses: profiles and global counts in the database, sliding windows in Redis when
-    ``TESSERA_REDIS_URL`` is set (shared by all workers) and in-process otherwise, MaxMind files when given."""
+    ``TESSERA_REDIS_URL`` is set (shared by all workers) and in-process otherwise, MaxMind files when
+    given."""
     from tessera.risk.config import Policy, RiskConfig
     from tessera.risk.engine import RiskEngine
     from tessera.risk.signals.geo import GeoResolver

@@ -65,7 +65,8 @@ def simulate_command(
     seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same log)."),
     out: Path = typer.Option(..., "--out", help="CSV file to write (RBA dataset columns plus Attack Type)."),
 ) -> None:
-    """Write a labelled login log: legitimate habits, four attacker models and credential-stuffing campaigns."""
+    """Write a labelled login log: legitimate habits, four attacker models and credential-stuffing
+    campaigns."""
     from tessera.risk.simulate import write
 
     rows = write(out, users, seed)
@@ -143,7 +144,8 @@ def eval_command(
     on_error: str = OnErrorOption,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Wiefling et al.'s measure: per attacker type, the thresholds blocking 97/99/99.5/99.9% of its attacks and
+    """Wiefling et al.'s measure: per attacker type, the thresholds blocking 97/99/99.5/99.9% of its attacks
+    and
     the median re-authentication rate of legitimate users at each, by login history length."""
     rows = _rows(file, on_error)
     if not rows:

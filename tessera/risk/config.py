@@ -10,7 +10,8 @@ from tessera.risk.events import NetworkType
 
 @dataclass(slots=True)
 class Policy:
-    """Score thresholds (log10 of the likelihood ratio plus pattern terms) that turn a score into a decision."""
+    """Score thresholds (log10 of the likelihood ratio plus pattern terms) that turn a score into a
+    decision."""
 
     step_up: float = 1.5
     deny: float = 4.0
@@ -30,7 +31,8 @@ class RiskConfig:
     identifiers_per_ip_hour: int = 5
     identifiers_per_device_hour: int = 5
     accounts_per_password_hour: int = 5
-    # An ASN is under a stuffing campaign when it produced this many failures in an hour at this failure ratio.
+    # An ASN is under a stuffing campaign when it produced this many failures in an hour at this failure
+    # ratio.
     asn_failures_per_hour: int = 50
     asn_failure_ratio: float = 0.6
     # More attempts than this per minute for one identifier from one IP is not a person typing.

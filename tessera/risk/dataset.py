@@ -3,7 +3,8 @@
 Columns: ``index, Login Timestamp, User ID, Round-Trip Time [ms], IP Address, Country, Region, City, ASN,
 User Agent String, Browser Name and Version, OS Name and Version, Device Type, Login Successful, Is Attack IP,
 Is Account Takeover``; simulated logs add ``Attack Type``. Required: ``Login Timestamp``, ``User ID`` and
-``IP Address``; every other column is optional, and when present (country, ASN, browser...) it is used as given
+``IP Address``; every other column is optional, and when present (country, ASN, browser...) it is used as
+given
 instead of being looked up. ``Is Attack IP``, ``Is Account Takeover`` and ``Attack Type`` are labels: the
 replay never reads them.
 
@@ -108,7 +109,8 @@ def read_rows(
     errors: Callable[[DatasetError], None] | None = None,
     now: float | None = None,
 ) -> Iterator[Row]:
-    """Parse and validate rows. ``on_error``: ``fail`` (raise at the first bad row) or ``skip`` (report it)."""
+    """Parse and validate rows. ``on_error``: ``fail`` (raise at the first bad row) or ``skip`` (report
+    it)."""
     reader = csv.reader(handle)
     try:
         header = next(reader)

@@ -1,4 +1,5 @@
-"""The engine: ``await engine.assess(event)`` scores a login; ``record_outcome`` teaches the user's profile what
+"""The engine: ``await engine.assess(event)`` scores a login; ``record_outcome`` teaches the user's profile
+what
 happened; ``feedback`` takes "this was me" / "this was not me"; ``assess_session`` re-checks a live session
 (token refresh, continuous evaluation) against the login that started it.
 
@@ -353,7 +354,8 @@ class RiskEngine:
                     Term(
                         "password_spraying",
                         min(3.5, 1.0 + math.log10(ids_pw / c.accounts_per_password_hour) * 2),
-                        f"the same password was tried against {ids_pw} accounts in the last hour (password spraying)",
+                        f"the same password was tried against {ids_pw} accounts in the last hour "
+                        "(password spraying)",
                         "a password being tried on many accounts",
                         force=Decision.DENY
                         if ids_pw > 4 * c.accounts_per_password_hour
@@ -372,8 +374,9 @@ class RiskEngine:
                     Term(
                         "network_under_stuffing",
                         2.5,
-                        f"{asn_failures:.0f} failed logins from network {f.asn_name or f.asn} in the last hour "
-                        f"({asn_failures / max(asn_attempts, 1.0):.0%} failing): credential stuffing, throttled",
+                        f"{asn_failures:.0f} failed logins from network {f.asn_name or f.asn} "
+                        f"in the last hour ({asn_failures / max(asn_attempts, 1.0):.0%} failing): "
+                        "credential stuffing, throttled",
                         "a network that is attacking many accounts",
                         force=Decision.DENY,
                     )

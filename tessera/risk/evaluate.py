@@ -56,7 +56,8 @@ class Report:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "measure": "median re-authentication rate of legitimate users by login history length (Wiefling et al., ACM TOPS 2022)",
+            "measure": "median re-authentication rate of legitimate users by login history length "
+            "(Wiefling et al., ACM TOPS 2022)",
             "buckets": [_bucket_label(b) for b in BUCKETS],
             "legitimate_logins": self.legitimate_logins,
             "cells": [
@@ -159,7 +160,9 @@ def evaluate(
                 rates[b] = statistics.median(per_user) if per_user else None
                 means[b] = statistics.fmean(per_user) if per_user else None
                 users[b] = len(per_user)
-            report.cells.append(Cell(attack, level, overall, len(attack_scores), rates, users, thresholds, means))
+            report.cells.append(
+                Cell(attack, level, overall, len(attack_scores), rates, users, thresholds, means)
+            )
     return report
 
 

@@ -1,6 +1,7 @@
 """The engine's vocabulary: a login event in, an assessment out.
 
-These are plain dataclasses so the login flow, token refresh and live-session checks (the next issue) can build
+These are plain dataclasses so the login flow, token refresh and live-session checks (the next issue) can
+build
 them without importing anything heavy.
 """
 

@@ -2,7 +2,8 @@
 
 Same contract as ``signals.windows.MemoryWindows``. Counts: two fixed-window keys per key (current and
 previous, weighted by overlap), ``INCRBYFLOAT`` + ``EXPIRE`` in one pipeline. Distinct members: a sorted set
-scored by last-seen time, trimmed by score and size. Token buckets: one Lua script, so take-and-refill is atomic
+scored by last-seen time, trimmed by score and size. Token buckets: one Lua script, so take-and-refill is
+atomic
 across workers.
 """
 

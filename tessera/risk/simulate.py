@@ -2,7 +2,8 @@
 
 Legitimate users have a home ISP (a stable address that the ISP occasionally renumbers), phones on mobile
 carriers (a new carrier-grade NAT address nearly every time) and on home Wi-Fi, work networks, office VPNs on
-cloud providers, consumer VPNs, trips abroad (hotel networks, or roaming through the home carrier), new devices,
+cloud providers, consumer VPNs, trips abroad (hotel networks, or roaming through the home carrier), new
+devices,
 browsers that update themselves on the vendors' release schedules, moves to another ISP, and typos (a failed
 attempt just before the successful one).
 
@@ -39,7 +40,7 @@ PERIOD_DAYS = 365
 
 # country: weight, RTT to the service (ms; the service runs in Frankfurt), cities, residential ISPs
 # (ASN, name, market share), mobile carriers (ASN, name, share)
-COUNTRIES: dict[str, dict] = {  # type: ignore[type-arg]
+COUNTRIES: dict[str, dict] = {
     "DE": {
         "w": 0.22,
         "rtt": 8,
@@ -183,9 +184,9 @@ def _ua(kind: str, os: str, version: int) -> str:
             "Mac": "Macintosh; Intel Mac OS X 10_15_7",
             "Linux": "X11; Linux x86_64",
         }[os]
-        return f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version}.0.0.0 Safari/537.36"
+        return f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version}.0.0.0 Safari/537.36"  # noqa: E501
     if kind == "Edge":
-        return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version}.0.0.0 Safari/537.36 Edg/{version}.0.0.0"
+        return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version}.0.0.0 Safari/537.36 Edg/{version}.0.0.0"  # noqa: E501
     if kind == "Firefox":
         platform = {
             "Windows": "Windows NT 10.0; Win64; x64",
@@ -194,13 +195,13 @@ def _ua(kind: str, os: str, version: int) -> str:
         }[os]
         return f"Mozilla/5.0 ({platform}; rv:{version}.0) Gecko/20100101 Firefox/{version}.0"
     if kind == "Safari":
-        return f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{version}.1 Safari/605.1.15"
+        return f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{version}.1 Safari/605.1.15"  # noqa: E501
     if kind == "iPhone":
-        return f"Mozilla/5.0 (iPhone; CPU iPhone OS {version}_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{version}.1 Mobile/15E148 Safari/604.1"
+        return f"Mozilla/5.0 (iPhone; CPU iPhone OS {version}_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{version}.1 Mobile/15E148 Safari/604.1"  # noqa: E501
     if kind == "Android":
-        return f"Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version}.0.0.0 Mobile Safari/537.36"
+        return f"Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{version}.0.0.0 Mobile Safari/537.36"  # noqa: E501
     if kind == "Samsung":
-        return f"Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/{version}.0 Chrome/131.0.0.0 Mobile Safari/537.36"
+        return f"Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/{version}.0 Chrome/131.0.0.0 Mobile Safari/537.36"  # noqa: E501
     raise ValueError(kind)
 
 
@@ -260,7 +261,7 @@ class World:
         return f"{block >> 8}.{block & 255}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
 
 
-def _pick(rng: random.Random, items: list, weight_index: int = -1):  # type: ignore[no-untyped-def,type-arg]
+def _pick(rng: random.Random, items: list, weight_index: int = -1):
     return rng.choices(items, weights=[i[weight_index] for i in items])[0]
 
 
@@ -292,7 +293,7 @@ class Login:
 
 class Simulator:
     def __init__(self, seed: int) -> None:
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - a reproducible simulation, not a secret
         self.world = World(self.rng)
 
     def _country(self) -> str:
@@ -340,7 +341,7 @@ class Simulator:
         kind, os, _ = _pick(self.rng, DESKTOP_BROWSERS)
         return Device(kind, os, self.rng.uniform(0, 14))
 
-    def user_logins(self, user: str) -> tuple[list[Login], dict]:  # type: ignore[type-arg]
+    def user_logins(self, user: str) -> tuple[list[Login], dict]:
         rng = self.rng
         cc = self._country()
         city, region = self._city(cc)
@@ -429,7 +430,9 @@ class Simulator:
             if net.stable_ips:
                 if rng.random() < net.renumber:
                     block = net.home_block if net.home_block is not None and rng.random() < 0.8 else None
-                    net.stable_ips[rng.randrange(len(net.stable_ips))] = self.world.ip(net.asn, city=net.city, block=block)
+                    net.stable_ips[rng.randrange(len(net.stable_ips))] = self.world.ip(
+                        net.asn, city=net.city, block=block
+                    )
                 ip = rng.choice(net.stable_ips)
             else:
                 ip = self.world.ip(net.asn, net.mobile, net.city)
@@ -452,7 +455,7 @@ class Simulator:
         }
         return logins, victim
 
-    def attacks(self, user: str, victim: dict) -> list[Login]:  # type: ignore[type-arg]
+    def attacks(self, user: str, victim: dict) -> list[Login]:
         rng = self.rng
         out = []
         primary: Device = victim["desktop"] or victim["phone"]
@@ -512,7 +515,11 @@ class Simulator:
                 ua = primary.ua(at)
             # Residential proxies are chosen by the victim's city (targeted) or anywhere (naive, VPN).
             city_pool = net.city if kind in {"targeted", "very_targeted"} else None
-            out.append(Login(at, user, self.world.ip(net.asn, city=city_pool), net, ua, self._rtt(net.rtt), True, kind))
+            out.append(
+                Login(
+                    at, user, self.world.ip(net.asn, city=city_pool), net, ua, self._rtt(net.rtt), True, kind
+                )
+            )
         return out
 
     def stuffing(self, users: list[str], campaigns: int) -> list[Login]:

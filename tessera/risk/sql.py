@@ -1,7 +1,8 @@
 """Profiles and global counters in the project's database (SQLite or PostgreSQL).
 
 ``risk_profiles`` holds one JSON document per user with a version for optimistic concurrency: two workers that
-learn from the same user at once cannot silently overwrite each other (the loser gets ``Conflict`` and reloads).
+learn from the same user at once cannot silently overwrite each other (the loser gets ``Conflict`` and
+reloads).
 ``risk_global_counts`` holds the global feature frequencies; workers add their deltas with one atomic
 ``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count``.
 """
@@ -124,4 +125,4 @@ class SqlRiskStore:
                     risk_global_counts.c.family == family
                 )
             )
-            return {row.path: float(row.count) for row in rows}
+            return {row.path: float(row[1]) for row in rows}

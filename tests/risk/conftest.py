@@ -33,5 +33,8 @@ def replayed_2000() -> Replayed:
     engine = RiskEngine(secret=SECRET)
     # The default replay: no labels are read while scoring or learning.
     scored = asyncio.run(replay(rows, engine))
-    logins = [LabelledLogin(r.event.user_id, r.event.timestamp, r.event.success, r.labels["Attack Type"]) for r in rows]
+    logins = [
+        LabelledLogin(r.event.user_id, r.event.timestamp, r.event.success, r.labels["Attack Type"])
+        for r in rows
+    ]
     return Replayed(rows, logins, scored, engine)

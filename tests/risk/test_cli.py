@@ -22,7 +22,9 @@ def test_simulate_score_eval(tmp_path: Path) -> None:
     assert {"Login Timestamp", "User ID", "Round-Trip Time [ms]", "ASN", "Attack Type"} <= set(rows[0])
     kinds = {row["Attack Type"] for row in rows}
     assert {"legitimate", "naive", "vpn", "targeted", "very_targeted", "stuffing"} <= kinds
-    assert any(row["Login Successful"] == "False" and row["Attack Type"] == "legitimate" for row in rows)  # typos
+    assert any(
+        row["Login Successful"] == "False" and row["Attack Type"] == "legitimate" for row in rows
+    )  # typos
     # Same seed, same log.
     again = tmp_path / "again.csv"
     runner.invoke(app, ["risk", "simulate", "--users", "60", "--seed", "5", "--out", str(again)])
@@ -38,7 +40,9 @@ def test_simulate_score_eval(tmp_path: Path) -> None:
     assert all(float(r[1]) == float(r[1]) for r in scored[1:])
 
     plot = tmp_path / "plot.png"
-    result = runner.invoke(app, ["risk", "eval", str(log), "--scores", str(scores), "--plot", str(plot), "--json"])
+    result = runner.invoke(
+        app, ["risk", "eval", str(log), "--scores", str(scores), "--plot", str(plot), "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     attacks = {cell["attack"] for cell in report["cells"]}
@@ -53,16 +57,22 @@ def test_simulate_score_eval(tmp_path: Path) -> None:
 
 def test_bad_files_exit_2_with_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
-    bad.write_text("Login Timestamp,User ID,IP Address\n2024-01-01 10:00:00,alice,1.2.3.4\n2024-01-01,bob,999.1.1.1\n")
+    bad.write_text(
+        "Login Timestamp,User ID,IP Address\n2024-01-01 10:00:00,alice,1.2.3.4\n2024-01-01,bob,999.1.1.1\n"
+    )
     result = runner.invoke(app, ["risk", "score", str(bad), "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 2
     assert "line 3: not an IP address" in result.output
-    skipped = runner.invoke(app, ["risk", "score", str(bad), "--out", str(tmp_path / "s.csv"), "--on-error", "skip"])
+    skipped = runner.invoke(
+        app, ["risk", "score", str(bad), "--out", str(tmp_path / "s.csv"), "--on-error", "skip"]
+    )
     assert skipped.exit_code == 0
     assert "skipped" in skipped.output and "1 row(s) skipped, 1 read" in skipped.output
     missing = tmp_path / "missing.csv"
     missing.write_text("User ID,IP Address\nalice,1.2.3.4\n")
     result = runner.invoke(app, ["risk", "eval", str(missing)])
     assert result.exit_code == 2 and "missing required column(s): Login Timestamp" in result.output
-    nothing = runner.invoke(app, ["risk", "score", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "s.csv")])
+    nothing = runner.invoke(
+        app, ["risk", "score", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "s.csv")]
+    )
     assert nothing.exit_code == 2

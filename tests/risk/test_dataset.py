@@ -18,8 +18,8 @@ from .conftest import SECRET
 
 HEADER = ",".join(COLUMNS)
 GOOD = (
-    '1,2020-02-03 12:43:30.772,-4324475583306591935,,10.0.65.171,NO,-,-,29695,'
-    '"Mozilla/5.0 (iPhone; CPU iPhone OS 13_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1 '
+    "1,2020-02-03 12:43:30.772,-4324475583306591935,,10.0.65.171,NO,-,-,29695,"
+    '"Mozilla/5.0 (iPhone; CPU iPhone OS 13_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/13.1 '  # noqa: E501
     'Mobile/15E148 Safari/604.1",Mobile Safari 13.1,iOS 13.4,mobile,False,False,False'
 )
 
@@ -45,12 +45,18 @@ def test_reads_the_rba_dataset_format() -> None:
         ("", "empty"),
         ("index,User ID,IP Address\n", "missing required column(s): Login Timestamp"),
         (HEADER + "\n" + GOOD.rsplit(",", 3)[0] + "\n", "line 2: expected 16 fields, found 13"),
-        (HEADER + "\n" + GOOD.replace("2020-02-03 12:43:30.772", "yesterday") + "\n", "line 2: bad Login Timestamp"),
+        (
+            HEADER + "\n" + GOOD.replace("2020-02-03 12:43:30.772", "yesterday") + "\n",
+            "line 2: bad Login Timestamp",
+        ),
         (HEADER + "\n" + GOOD.replace("2020-02-03", "1970-01-01") + "\n", "absurd Login Timestamp"),
         (HEADER + "\n" + GOOD.replace("2020-02-03", "2999-01-01") + "\n", "absurd Login Timestamp"),
         (HEADER + "\n" + GOOD.replace("10.0.65.171", "10.0.65.300") + "\n", "not an IP address"),
         (HEADER + "\n" + GOOD.replace(",29695,", ",AS-x,") + "\n", "ASN must be a number"),
-        (HEADER + "\n" + GOOD.replace(",mobile,False,", ",mobile,maybe,") + "\n", "Login Successful must be true or false"),
+        (
+            HEADER + "\n" + GOOD.replace(",mobile,False,", ",mobile,maybe,") + "\n",
+            "Login Successful must be true or false",
+        ),
         (HEADER + "\n" + GOOD.replace("-4324475583306591935", "") + "\n", "empty User ID"),
         (HEADER + '\n1,"2020-02-03 12:43:30,unterminated\n', "expected 16 fields"),
     ],
@@ -70,18 +76,24 @@ def test_huge_fields_are_an_error_not_a_crash() -> None:
 def test_skip_mode_reports_every_skipped_row() -> None:
     bad = GOOD.replace("10.0.65.171", "nonsense")
     reported: list[DatasetError] = []
-    rows = parse(HEADER + "\n" + GOOD + "\n" + bad + "\n" + GOOD.replace("1,", "3,", 1) + "\n", on_error="skip", errors=reported.append)
+    rows = parse(
+        HEADER + "\n" + GOOD + "\n" + bad + "\n" + GOOD.replace("1,", "3,", 1) + "\n",
+        on_error="skip",
+        errors=reported.append,
+    )
     assert [r.index for r in rows] == ["1", "3"]
     assert [e.line for e in reported] == [3]
 
 
 def test_optional_columns_may_be_missing_and_are_looked_up() -> None:
-    text = "Login Timestamp,User ID,IP Address\n1700000000,alice,8.8.8.8\n1700000100,alice,2001:4860:4860::8888\n"
+    text = "Login Timestamp,User ID,IP Address\n1700000000,alice,8.8.8.8\n1700000100,alice,2001:4860:4860::8888\n"  # noqa: E501
     rows = parse(text)
     assert rows[0].event.country is None and rows[0].event.success is True
     engine = RiskEngine(secret=SECRET)
     features = engine.resolve(rows[0].event).features
-    assert features.country == "US" and features.network_type == NetworkType.HOSTING  # GOOGLE, from geoip2fast data
+    assert (
+        features.country == "US" and features.network_type == NetworkType.HOSTING
+    )  # GOOGLE, from geoip2fast data
     v6 = engine.resolve(rows[1].event).features
     assert v6.ip == "2001:4860:4860::/64" and v6.prefix == "2001:4860:4860::/48"
 
@@ -111,8 +123,15 @@ def test_engine_refuses_absurd_timestamps(ts: float) -> None:
 
 def test_huge_values_are_truncated_in_the_engine() -> None:
     engine = RiskEngine(secret=SECRET)
-    event = LoginEvent(timestamp=1.7e9, user_id="u", ip="8.8.8.8", user_agent="A" * 100_000, city="C" * 100_000,
-                       country="DE", asn=3320)
+    event = LoginEvent(
+        timestamp=1.7e9,
+        user_id="u",
+        ip="8.8.8.8",
+        user_agent="A" * 100_000,
+        city="C" * 100_000,
+        country="DE",
+        asn=3320,
+    )
     assessment = asyncio.run(engine.assess(event))
     assert assessment.signals["city"] == "C" * 256
 
@@ -126,7 +145,14 @@ def _write(path: Path, events: list[LoginEvent]) -> None:
 
 def test_out_of_order_rows_are_replayed_in_time_order(tmp_path: Path) -> None:
     events = [
-        LoginEvent(timestamp=1.7e9 + i * 3600, user_id="u", ip=f"84.1.1.{i % 3 + 1}", country="DE", asn=3320, rtt_ms=30.0)
+        LoginEvent(
+            timestamp=1.7e9 + i * 3600,
+            user_id="u",
+            ip=f"84.1.1.{i % 3 + 1}",
+            country="DE",
+            asn=3320,
+            rtt_ms=30.0,
+        )
         for i in range(30)
     ]
     ordered, shuffled = tmp_path / "ordered.csv", tmp_path / "shuffled.csv"

@@ -15,7 +15,9 @@ from tessera.risk.signals.useragent import UserAgentParser, split_label
 def test_builtin_country_and_asn() -> None:
     geo = GeoResolver()
     google = geo.lookup("8.8.8.8")
-    assert google.country == "US" and google.asn_name == "GOOGLE" and google.network_type == NetworkType.HOSTING
+    assert (
+        google.country == "US" and google.asn_name == "GOOGLE" and google.network_type == NetworkType.HOSTING
+    )
     assert google.latitude is not None  # the country's largest city, from GeoNames
     v6 = geo.lookup("2a00:1450:4001::1")
     assert v6.country == "DE"
@@ -25,7 +27,7 @@ def test_builtin_country_and_asn() -> None:
 
 
 def test_user_supplied_mmdb_wins(tmp_path: Path) -> None:
-    from mmdb_writer import MMDBWriter, MmdbU32
+    from mmdb_writer import MmdbU32, MMDBWriter
 
     writer = MMDBWriter(ip_version=6, database_type="GeoIP2-City", ipv4_compatible=True)
     writer.insert_network(
@@ -44,7 +46,11 @@ def test_user_supplied_mmdb_wins(tmp_path: Path) -> None:
     geo = GeoResolver(mmdb_paths=(path,))
     found = geo.lookup("8.8.8.8")
     assert (found.country, found.city, found.region, found.asn, found.asn_name) == (
-        "NO", "Bergen", "Vestland", 2119, "Telenor Norge AS",
+        "NO",
+        "Bergen",
+        "Vestland",
+        2119,
+        "Telenor Norge AS",
     )
     assert found.network_type == NetworkType.RESIDENTIAL
     assert found.latitude == 60.39
@@ -72,7 +78,12 @@ def test_user_agents() -> None:
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
         "Version/17.1 Mobile/15E148 Safari/604.1"
     )
-    assert (iphone.browser, iphone.browser_version, iphone.os, iphone.device_type) == ("Mobile Safari", "17", "iOS", "mobile")
+    assert (iphone.browser, iphone.browser_version, iphone.os, iphone.device_type) == (
+        "Mobile Safari",
+        "17",
+        "iOS",
+        "mobile",
+    )
     firefox = parser.parse("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0")
     assert (firefox.browser, firefox.device_type, firefox.automation) == ("Firefox", "desktop", False)
     assert parser.parse("python-requests/2.31.0").automation

@@ -11,7 +11,7 @@ from tessera.risk.events import Decision, LoginEvent
 from .conftest import SECRET
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"  # noqa: E501
 IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/18.1 Mobile/15E148 Safari/604.1"
@@ -19,7 +19,13 @@ IPHONE = (
 
 
 def login(user: str, at: float, ip: str, **kw: object) -> LoginEvent:
-    defaults: dict[str, object] = {"user_agent": CHROME, "country": "DE", "asn": 3320, "city": "Berlin", "rtt_ms": 30.0}
+    defaults: dict[str, object] = {
+        "user_agent": CHROME,
+        "country": "DE",
+        "asn": 3320,
+        "city": "Berlin",
+        "rtt_ms": 30.0,
+    }
     defaults.update(kw)
     return LoginEvent(timestamp=at, user_id=user, ip=ip, **defaults)  # type: ignore[arg-type]
 
@@ -42,7 +48,10 @@ async def test_stuffing_campaign_is_throttled_while_legitimate_users_pass(engine
         country, asn, city = ("DE", 3320, "Berlin") if n % 2 else ("FR", 3215, "Paris")
         homes[user] = (f"84.{n}.10.{n + 1}", country, asn, city)
         for day in range(12):
-            await accept(engine, login(user, T0 + day * 86400 + n * 60, homes[user][0], country=country, asn=asn, city=city))
+            await accept(
+                engine,
+                login(user, T0 + day * 86400 + n * 60, homes[user][0], country=country, asn=asn, city=city),
+            )
     # A campaign from the same countries: 600 accounts (real and not), one or two tries each, rotating over
     # 120 addresses in three hosting ASNs, a few hours long.
     start = T0 + 20 * 86400
@@ -51,8 +60,17 @@ async def test_stuffing_campaign_is_throttled_while_legitimate_users_pass(engine
         asn = (14061, 24940, 16276)[i % 3]
         ip = f"{160 + i % 3}.{(i // 3) % 40}.7.{1 + i % 7}"
         country = "DE" if i % 2 else "FR"
-        event = login(f"victim{i % 600}", start + i * 12, ip, country=country, asn=asn, success=i % 97 == 0,
-                      user_agent=CHROME, identifier=f"victim{i % 600}@example.com", user_exists=i % 3 != 0)
+        event = login(
+            f"victim{i % 600}",
+            start + i * 12,
+            ip,
+            country=country,
+            asn=asn,
+            success=i % 97 == 0,
+            user_agent=CHROME,
+            identifier=f"victim{i % 600}@example.com",
+            user_exists=i % 3 != 0,
+        )
         assessment = await engine.assess(event)
         decisions.append(assessment)
     later = decisions[300:]
@@ -62,7 +80,9 @@ async def test_stuffing_campaign_is_throttled_while_legitimate_users_pass(engine
     # Meanwhile the real users log in from home, in the same countries, and pass.
     passed = []
     for n, (user, (ip, country, asn, city)) in enumerate(homes.items()):
-        assessment = await engine.assess(login(user, start + 3600 + n, ip, country=country, asn=asn, city=city))
+        assessment = await engine.assess(
+            login(user, start + 3600 + n, ip, country=country, asn=asn, city=city)
+        )
         passed.append(assessment.decision == Decision.ALLOW)
     assert all(passed)
 
@@ -85,12 +105,20 @@ async def test_password_spraying_is_recognised_by_keyed_hash(engine: RiskEngine)
     for i in range(12):
         # Each attempt from its own address: only the password links them.
         last = await engine.assess(
-            login(f"sprayed{i}", T0 + i * 30, f"198.51.100.{i + 1}", success=False, password_fingerprint=fingerprint)
+            login(
+                f"sprayed{i}",
+                T0 + i * 30,
+                f"198.51.100.{i + 1}",
+                success=False,
+                password_fingerprint=fingerprint,
+            )
         )
     assert last is not None and any(r.code == "password_spraying" for r in last.reasons)
     assert last.decision in {Decision.STEP_UP, Decision.DENY}
     other = await engine.assess(
-        login("someone", T0 + 400, "198.51.100.200", password_fingerprint=engine.password_fingerprint("other"))
+        login(
+            "someone", T0 + 400, "198.51.100.200", password_fingerprint=engine.password_fingerprint("other")
+        )
     )
     assert not any(r.code == "password_spraying" for r in other.reasons)
 
@@ -123,7 +151,9 @@ async def test_impossible_travel_is_flagged_with_distance_and_time(engine: RiskE
     t = T0 + 10 * 86400
     await accept(engine, login("traveller", t, "84.1.1.1"))
     far = await engine.assess(
-        login("traveller", t + 20 * 60, "73.2.2.2", country="US", asn=7922, city="New York City", rtt_ms=120.0)
+        login(
+            "traveller", t + 20 * 60, "73.2.2.2", country="US", asn=7922, city="New York City", rtt_ms=120.0
+        )
     )
     reason = next(r for r in far.reasons if r.code == "impossible_travel")
     assert "km from the last login (Berlin) 20 minutes ago" in reason.message
@@ -131,7 +161,9 @@ async def test_impossible_travel_is_flagged_with_distance_and_time(engine: RiskE
     assert far.decision in {Decision.STEP_UP, Decision.DENY}
     assert "20 minutes ago" in far.explain()
     # The same trip a day later is possible: no travel reason.
-    later = await engine.assess(login("traveller", t + 86400, "73.2.2.2", country="US", asn=7922, city="New York City"))
+    later = await engine.assess(
+        login("traveller", t + 86400, "73.2.2.2", country="US", asn=7922, city="New York City")
+    )
     assert not any(r.code == "impossible_travel" for r in later.reasons)
 
 
@@ -153,16 +185,34 @@ async def test_automation_user_agents_are_flagged(engine: RiskEngine, agent: str
 
 async def test_client_hints_that_contradict_the_user_agent(engine: RiskEngine) -> None:
     honest = await engine.assess(
-        login("h", T0, "192.0.2.11", client_hints={"Sec-CH-UA": '"Chromium";v="131", "Google Chrome";v="131"',
-                                                    "Sec-CH-UA-Platform": '"Windows"', "Sec-CH-UA-Mobile": "?0"})
+        login(
+            "h",
+            T0,
+            "192.0.2.11",
+            client_hints={
+                "Sec-CH-UA": '"Chromium";v="131", "Google Chrome";v="131"',
+                "Sec-CH-UA-Platform": '"Windows"',
+                "Sec-CH-UA-Mobile": "?0",
+            },
+        )
     )
     assert not any(r.code == "inconsistent_client_hints" for r in honest.reasons)
     liar = await engine.assess(
-        login("h", T0 + 5, "192.0.2.11", client_hints={"Sec-CH-UA": '"Chromium";v="99"', "Sec-CH-UA-Platform": '"Linux"',
-                                                        "Sec-CH-UA-Mobile": "?1"})
+        login(
+            "h",
+            T0 + 5,
+            "192.0.2.11",
+            client_hints={
+                "Sec-CH-UA": '"Chromium";v="99"',
+                "Sec-CH-UA-Platform": '"Linux"',
+                "Sec-CH-UA-Mobile": "?1",
+            },
+        )
     )
     reason = next(r for r in liar.reasons if r.code == "inconsistent_client_hints")
-    assert "version 99" in reason.message and "platform Linux" in reason.message and "mobile" in reason.message
+    assert (
+        "version 99" in reason.message and "platform Linux" in reason.message and "mobile" in reason.message
+    )
 
 
 async def test_inhuman_rate(engine: RiskEngine) -> None:
@@ -184,7 +234,15 @@ async def test_new_network_is_explained_for_admin_and_user(engine: RiskEngine) -
     for day in range(30):
         await accept(engine, login("e", T0 + day * 86400, "84.1.1.3"))
     assessment = await engine.assess(
-        login("e", T0 + 31 * 86400, "91.20.1.1", asn=6805, asn_name="Telefonica Germany", user_agent=IPHONE, rtt_ms=90.0)
+        login(
+            "e",
+            T0 + 31 * 86400,
+            "91.20.1.1",
+            asn=6805,
+            asn_name="Telefonica Germany",
+            user_agent=IPHONE,
+            rtt_ms=90.0,
+        )
     )
     codes = {r.code for r in assessment.reasons}
     assert {"new_network", "new_device"} <= codes
@@ -206,7 +264,9 @@ async def test_feedback_this_was_not_me_then_this_was_me(engine: RiskEngine) -> 
     trip = login("f", T0 + 23 * 86400, "81.2.69.142", country="GB", asn=2856, city="London")
     before = await engine.assess(trip)
     await engine.feedback(trip, was_me=True)
-    after = await engine.assess(login("f", T0 + 23 * 86400 + 3600, "81.2.69.142", country="GB", asn=2856, city="London"))
+    after = await engine.assess(
+        login("f", T0 + 23 * 86400 + 3600, "81.2.69.142", country="GB", asn=2856, city="London")
+    )
     assert after.score < before.score
     assert not any(r.code == "new_country" for r in after.reasons)
 
@@ -214,7 +274,10 @@ async def test_feedback_this_was_not_me_then_this_was_me(engine: RiskEngine) -> 
 async def test_profiles_stay_bounded() -> None:
     engine = RiskEngine(RiskConfig(max_history=50), secret=SECRET)
     for i in range(400):
-        await accept(engine, login("mobile", T0 + i * 3600, f"100.{64 + i % 60}.{i % 250}.{i % 200 + 1}", asn=21928 + i % 30))
+        await accept(
+            engine,
+            login("mobile", T0 + i * 3600, f"100.{64 + i % 60}.{i % 250}.{i % 200 + 1}", asn=21928 + i % 30),
+        )
     profile = await engine._profile("mobile")
     assert profile.logins == 400
     assert len(profile.net.counts) <= sum(profile.net.caps)
@@ -229,13 +292,29 @@ async def test_session_check_ends_a_hijacked_session(engine: RiskEngine) -> None
     start = login("s", T0 + 20 * 86400, "84.1.1.5")
     await accept(engine, start)
     same = await engine.assess_session(
-        SessionEvent(timestamp=start.timestamp + 600, user_id="s", session_id="sid", ip="84.1.1.5", user_agent=CHROME,
-                     login=start, country="DE", asn=3320)
+        SessionEvent(
+            timestamp=start.timestamp + 600,
+            user_id="s",
+            session_id="sid",
+            ip="84.1.1.5",
+            user_agent=CHROME,
+            login=start,
+            country="DE",
+            asn=3320,
+        )
     )
     assert same.decision == Decision.ALLOW
     stolen = await engine.assess_session(
-        SessionEvent(timestamp=start.timestamp + 900, user_id="s", session_id="sid", ip="45.77.1.1",
-                     user_agent="python-requests/2.32.3", login=start, country="SG", asn=20473)
+        SessionEvent(
+            timestamp=start.timestamp + 900,
+            user_id="s",
+            session_id="sid",
+            ip="45.77.1.1",
+            user_agent="python-requests/2.32.3",
+            login=start,
+            country="SG",
+            asn=20473,
+        )
     )
     assert stolen.decision == Decision.END_SESSION
     assert {"session_device_changed", "session_network_changed"} <= {r.code for r in stolen.reasons}

@@ -26,7 +26,9 @@ async def conformance(store: RiskStore) -> None:
     assert profile.version == 1
     loaded = await store.load_profile("alice")
     assert loaded is not None and loaded.version == 1
-    assert loaded.net.counts == profile.net.counts and loaded.net.kids == profile.net.kids and loaded.logins == 1
+    assert (
+        loaded.net.counts == profile.net.counts and loaded.net.kids == profile.net.kids and loaded.logins == 1
+    )
     # A second writer with a stale copy loses, and changes nothing.
     stale = await store.load_profile("alice")
     assert stale is not None
@@ -43,7 +45,13 @@ async def conformance(store: RiskStore) -> None:
     # Global counts add up atomically; odd paths survive the round trip.
     await store.add_global_counts("net", {"": 2.0, "DE": 2.0, "DE\x1f3320": 1.0})
     await store.add_global_counts("net", {"": 1.0, "DE": 1.0, "NO": 1.0, "ünï'cödé\"; DROP": 1.0})
-    assert await store.global_counts("net") == {"": 3.0, "DE": 3.0, "DE\x1f3320": 1.0, "NO": 1.0, "ünï'cödé\"; DROP": 1.0}
+    assert await store.global_counts("net") == {
+        "": 3.0,
+        "DE": 3.0,
+        "DE\x1f3320": 1.0,
+        "NO": 1.0,
+        "ünï'cödé\"; DROP": 1.0,
+    }
     assert await store.global_counts("agent") == {}
     await store.delete_profile("alice")
     assert await store.load_profile("alice") is None
@@ -59,10 +67,14 @@ async def test_sql_store_conforms(database: Database) -> None:
 
 async def test_engine_state_survives_a_restart(database: Database) -> None:
     events = [
-        LoginEvent(timestamp=T0 + i * 86400, user_id="bob", ip="84.1.1.1", country="DE", asn=3320, rtt_ms=30.0)
+        LoginEvent(
+            timestamp=T0 + i * 86400, user_id="bob", ip="84.1.1.1", country="DE", asn=3320, rtt_ms=30.0
+        )
         for i in range(15)
     ]
-    probe = LoginEvent(timestamp=T0 + 20 * 86400, user_id="bob", ip="84.1.1.1", country="DE", asn=3320, rtt_ms=30.0)
+    probe = LoginEvent(
+        timestamp=T0 + 20 * 86400, user_id="bob", ip="84.1.1.1", country="DE", asn=3320, rtt_ms=30.0
+    )
     reference, first = RiskEngine(secret=SECRET), RiskEngine(secret=SECRET, store=SqlRiskStore(database))
     for engine in (reference, first):
         for event in events:

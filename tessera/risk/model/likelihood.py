@@ -10,7 +10,8 @@ so the ratio factors into one term per level:
 
     g(value | parent) / p_u(value | parent)
 
-``g`` is the global frequency over all attempts (the attacker is modelled as a login drawn from everybody, as in
+``g`` is the global frequency over all attempts (the attacker is modelled as a login drawn from everybody,
+as in
 the paper, times a reputation factor for hosting, VPN and Tor networks). ``p_u`` is the user's own frequency,
 smoothed with Witten-Bell back-off to the global estimate:
 
@@ -40,7 +41,7 @@ NOVEL_SPREAD = 1000.0  # unseen values share the global novelty mass; this const
 
 
 def rtt_bin(rtt_ms: float) -> int:
-    return int(round(2.0 * math.log2(max(1.0, min(rtt_ms, 60_000.0)))))
+    return round(2.0 * math.log2(max(1.0, min(rtt_ms, 60_000.0))))
 
 
 @dataclass(slots=True)
@@ -294,7 +295,8 @@ UPDATE_CAP = math.log10(2.0)
 # How much a familiar value may lower the score, per level. Country, browser, OS and device are what a
 # targeted attacker copies (Wiefling et al.'s attacker models know the victim's city and browser), so a match
 # is weak evidence of the user; so is the address block (proxies are rented by city). Only the exact address
-# is not copyable and keeps its full weight. (Under Freeman et al.'s independence assumption every match would count fully.)
+# is not copyable and keeps its full weight. (Under Freeman et al.'s independence assumption every match would
+# count fully.)
 FAMILIARITY_FLOOR = {
     "country": -0.2,
     "network": -0.3,
@@ -333,7 +335,10 @@ def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -
 
 
 def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> None:
-    for family, tree, values in (("net", profile.net, features.net), ("agent", profile.agent, features.agent)):
+    for family, tree, values in (
+        ("net", profile.net, features.net),
+        ("agent", profile.agent, features.agent),
+    ):
         parent = ""
         for depth, path in enumerate(paths(values)):
             if tree.count(parent) > 0:
@@ -345,7 +350,11 @@ def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> 
 
 
 def learn(
-    profile: Profile, features: Features, at: float, max_history: float = 200.0, world: GlobalStats | None = None
+    profile: Profile,
+    features: Features,
+    at: float,
+    max_history: float = 200.0,
+    world: GlobalStats | None = None,
 ) -> None:
     """Online update after a login the caller accepted (allowed, or passed its second factor)."""
     if world is not None:

@@ -101,7 +101,7 @@ class GeoResolver:
         self._readers: list[Any] | None = None
         self._fast: Any = None
         self.places = Places()
-        self.lookup = lru_cache(maxsize=cache_size)(self._lookup)  # type: ignore[method-assign]
+        self.lookup = lru_cache(maxsize=cache_size)(self._lookup)
 
     def _open(self) -> list[Any]:
         if self._readers is None:

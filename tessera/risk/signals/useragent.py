@@ -50,13 +50,14 @@ def _device_type(ua: str, os_family: str, device_family: str | None) -> str:
 
 
 class UserAgentParser:
-    """Cached: a service sees few distinct user agents, and uncached parsing costs about a millisecond."""
+    """Cached: a service sees few distinct user agents again and again."""
 
     def __init__(self, cache_size: int = 8192) -> None:
-        from ua_parser import BasicResolver, Parser, load_builtins
+        from ua_parser import BestAvailableResolver, Parser, load_builtins
 
-        self._parser = Parser(BasicResolver(load_builtins()))
-        self.parse = lru_cache(maxsize=cache_size)(self._parse)  # type: ignore[method-assign]
+        # The Rust resolver (ua-parser-rs) when installed: about 20 us per new user agent instead of ~1 ms.
+        self._parser = Parser(BestAvailableResolver(load_builtins()))
+        self.parse = lru_cache(maxsize=cache_size)(self._parse)
 
     def _parse(self, ua: str) -> UserAgentInfo:
         ua = ua[:MAX_UA_LENGTH]
@@ -120,7 +121,8 @@ def client_hint_problems(info: UserAgentInfo, hints: dict[str, str]) -> list[str
             versions = {v for name, v in brands.items() if "not" not in name}
             if versions and info.browser_version not in versions:
                 problems.append(
-                    f"client hints say version {'/'.join(sorted(versions))}, the user agent {info.browser_version}"
+                    f"client hints say version {'/'.join(sorted(versions))}, "
+                    f"the user agent {info.browser_version}"
                 )
     platform = lowered.get("sec-ch-ua-platform")
     if platform is not None:
@@ -132,6 +134,7 @@ def client_hint_problems(info: UserAgentInfo, hints: dict[str, str]) -> list[str
         says_mobile = mobile.strip() == "?1"
         if says_mobile != (info.device_type == "mobile"):
             problems.append(
-                f"client hints say {'mobile' if says_mobile else 'not mobile'}, the user agent {info.device_type}"
+                f"client hints say {'mobile' if says_mobile else 'not mobile'}, "
+                f"the user agent {info.device_type}"
             )
     return problems

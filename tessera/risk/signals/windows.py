@@ -16,7 +16,8 @@ from typing import Protocol
 
 class WindowStore(Protocol):
     async def hit(self, key: str, at: float, window: float, amount: int = 1) -> float:
-        """Add ``amount`` at time ``at``; return the count over the last ``window`` seconds (this hit included)."""
+        """Add ``amount`` at time ``at``; return the count over the last ``window`` seconds (this hit
+        included)."""
 
     async def count(self, key: str, at: float, window: float) -> float: ...
 
@@ -28,7 +29,8 @@ class WindowStore(Protocol):
     async def take(
         self, key: str, at: float, capacity: float, refill_per_second: float, cost: float = 1.0
     ) -> float:
-        """Token bucket: take ``cost`` tokens (never below zero); return the tokens left (negative: was empty)."""
+        """Token bucket: take ``cost`` tokens (never below zero); return the tokens left (negative: was
+        empty)."""
 
     async def tokens(self, key: str, at: float, capacity: float, refill_per_second: float) -> float: ...
 
@@ -51,7 +53,7 @@ class MemoryWindows:
         self._max_keys = max_keys
         self._max_members = max_members
 
-    def _trim(self, table: OrderedDict[str, object]) -> None:  # type: ignore[type-arg]
+    def _trim(self, table: OrderedDict[str, object]) -> None:
         while len(table) > self._max_keys:
             table.popitem(last=False)
 
