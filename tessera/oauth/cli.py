@@ -103,7 +103,9 @@ def list_clients(database_url: str = DatabaseUrlOption, as_json: bool = JsonOpti
 @apis_app.command("create")
 def create_api(
     identifier: str = typer.Argument(..., help="The API's identifier: the aud of its tokens (a URI)."),
-    scope: list[str] = typer.Option([], "--scope", help="A scope the API defines (repeatable; 'name:text')."),
+    scope: list[str] = typer.Option(
+        [], "--scope", help="A scope the API defines (repeatable); 'name=description' adds consent text."
+    ),
     name: str = typer.Option(None, "--name", help="Shown on consent pages (default: the identifier)."),
     database_url: str = DatabaseUrlOption,
     as_json: bool = JsonOption,
@@ -111,9 +113,11 @@ def create_api(
     """Register an API. Tokens for it are asked for with resource=IDENTIFIER (or audience=IDENTIFIER)."""
     scopes: dict[str, str] = {}
     for item in scope:
-        for token in item.split():
-            scope_name, _, description = token.partition("=")
-            scopes[scope_name] = description
+        if "=" in item:  # --scope "orders:write=Change your orders"
+            scope_name, _, description = item.partition("=")
+            scopes[scope_name.strip()] = description.strip()
+        else:  # --scope orders:read, or several at once: --scope "orders:read orders:write"
+            scopes.update(dict.fromkeys(item.split(), ""))
 
     async def work(services: Services) -> dict[str, object]:
         store = services.oauth.api_store

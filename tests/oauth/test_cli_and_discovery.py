@@ -39,6 +39,10 @@ def test_cli_creates_clients_and_apis_that_work(tmp_path: Path, monkeypatch: pyt
     )
     assert api.exit_code == 0, api.output
     assert json.loads(api.output)["scopes"] == ["orders:read", "orders:write"]
+    described = runner.invoke(
+        cli, ["apis", "create", "https://billing.example/", "--scope", "bills:pay=Pay your bills", "--json"]
+    )
+    assert json.loads(described.output)["scopes"] == ["bills:pay"]
     duplicate = runner.invoke(cli, ["apis", "create", "https://orders.example/"])
     assert duplicate.exit_code == 1 and "already exists" in duplicate.output
     machine = json.loads(
@@ -71,6 +75,8 @@ def test_cli_creates_clients_and_apis_that_work(tmp_path: Path, monkeypatch: pyt
 
     async def token() -> None:
         async with environment(tmp_path) as env, env.client() as http:
+            billing = await env.services.oauth.api_store.get("https://billing.example/")
+            assert billing is not None and billing.scopes == {"bills:pay": "Pay your bills"}
             auth = base64.b64encode(f"{machine['client_id']}:{machine['client_secret']}".encode()).decode()
             response = await http.post(
                 "/oauth/token",
