@@ -29,6 +29,7 @@ _CEL_OPERATORS_1 = set("<>!+-*/%?:.,[](){}#")  # `#` right after a token is not 
 _SPACES_RE = re.compile(r"[ \t]+")
 _WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-./]*")
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_FRACTION_RE = re.compile(r"\.[0-9]+")
 
 
 @dataclass
@@ -167,6 +168,11 @@ class Lexer:
                 # Numbers are tokens of their own (a schema version `1.1`, or digits): `1.1type` is the
                 # version followed by `type`, and a name cannot start with a digit.
                 m = _NUMBER_RE.match(src, i)
+                assert m is not None
+                out.append(self._token(WORD, i, m.end()))
+                i = m.end()
+            elif ch == "." and i + 1 < n and src[i + 1].isdigit():
+                m = _FRACTION_RE.match(src, i)
                 assert m is not None
                 out.append(self._token(WORD, i, m.end()))
                 i = m.end()

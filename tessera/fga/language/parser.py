@@ -147,22 +147,39 @@ class Parser:
         return self.fatal(f"mismatched input '{tok.display}' expecting {expecting}", tok)
 
     def no_viable(self, start: int, tok: Token | None = None) -> _Fail:
-        text = "".join(t.display for t in self.toks[start : self.i + 1])
-        return self.fatal(f"no viable alternative at input '{text}'", tok or self.tok)
+        """ANTLR's message quotes the input from where its prediction started through the offending token."""
+        offending = tok or self.tok
+        end = self.i
+        while end + 1 < len(self.toks) and self.toks[end] is not offending:
+            end += 1
+        text = "".join(t.display for t in self.toks[start : end + 1])
+        return self.fatal(f"no viable alternative at input '{text}'", offending)
 
     def extraneous(self, expecting: str) -> None:
         self.report(f"extraneous input '{self.tok.display}' expecting {expecting}")
         self.drop()
 
     def expect(
-        self, ok: Callable[[Token], bool], expecting: str, follows: Callable[[Token], bool] | None = None
+        self,
+        ok: Callable[[Token], bool],
+        expecting: str,
+        follows: Callable[[Token], bool] | None = None,
+        optional_ws: bool = False,
     ) -> Token:
-        """Match a token ``ok`` accepts, with ANTLR's single-token deletion and insertion."""
+        """Match a token ``ok`` accepts, with ANTLR's single-token deletion and insertion.
+
+        ``optional_ws``: spaces may come first (the expected set then includes WHITESPACE)."""
+        if optional_ws:
+            self.skip_ws()
         if ok(self.tok):
             return self.advance()
-        if ok(self.peek()):
+        if ok(self.peek()) or (optional_ws and self.peek().kind == WS):
             self.extraneous(expecting)
-            return self.advance()
+            if optional_ws:
+                self.skip_ws()
+            if ok(self.tok):
+                return self.advance()
+            raise self.mismatched(expecting.replace("WHITESPACE, ", "").replace("{'{'}", "'{'"))
         if follows is not None and follows(self.tok):
             self.report(f"missing {expecting} at '{self.tok.display}'")
             return Token(WS, "", self.tok.start, self.tok.start, self.tok.line, self.tok.column)
@@ -634,8 +651,11 @@ class Parser:
         while True:
             expecting = "{" + ("" if ws else "WHITESPACE, ") + "IDENTIFIER, NEWLINE}"
             if not _is_param_name(self.tok):
-                if _is_param_name(self.peek()):
+                if _is_param_name(self.peek()) or (not ws and self.peek().kind == WS):
                     self.extraneous(expecting)
+                    ws = self.skip_ws() or ws
+                    if not _is_param_name(self.tok):
+                        raise self.mismatched("{IDENTIFIER, NEWLINE}")
                 else:
                     self.report(f"mismatched input '{self.tok.display}' expecting {expecting}")
                     if not params:
@@ -658,7 +678,9 @@ class Parser:
                 continue
             break
         ws = self.skip_ws()
-        body = self.expect(lambda t: t.kind == CEL, "{" + ("" if ws else "WHITESPACE, ") + "'{'}")
+        body = self.expect(
+            lambda t: t.kind == CEL, "{" + ("" if ws else "WHITESPACE, ") + "'{'}", optional_ws=not ws
+        )
         return ConditionDef(name, params, strip_cel_comments(body.text).strip())
 
     def _param(self) -> ConditionParam:
@@ -670,10 +692,11 @@ class Parser:
             "':'" if ws else "{':', WHITESPACE}",
             lambda t: t.kind == WS or t.is_word(*PARAM_TYPES, *PARAM_CONTAINERS),
         )
-        self.skip_ws()
+        ws = self.skip_ws()
         kind = self.expect(
             lambda t: t.is_word(*PARAM_TYPES, *PARAM_CONTAINERS),
-            "{CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}",
+            "{" + ("" if ws else "WHITESPACE, ") + "CONDITION_PARAM_CONTAINER, CONDITION_PARAM_TYPE}",
+            optional_ws=not ws,
         )
         if kind.text in PARAM_CONTAINERS:
             self.expect(lambda t: t.is_punct("<"), "'<'")
