@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -128,6 +129,8 @@ class ClientAuthenticator:
         self._jwks_ttl = jwks_uri_ttl
         self._jwks_cache: dict[str, tuple[float, KeySet]] = {}
         self._jwks_forced: dict[str, float] = {}
+        # Set by the server: fetches that may not reach internal addresses (metadata_documents.SafeHttp).
+        self.guarded_get: Callable[[str], Awaitable[httpx.Response]] | None = None
 
     async def authenticate(
         self, params: Params, authorization: str | None, *, endpoint: str, require_confidential: bool = False
@@ -240,7 +243,11 @@ class ClientAuthenticator:
         elif cached is not None and now - cached[0] < self._jwks_ttl:
             return cached[1]
         try:
-            response = await self._http.get(client.jwks_uri, timeout=5.0, follow_redirects=False)
+            if self.guarded_get is not None and client.source in ("dynamic", "metadata_document"):
+                # A self-registered client's jwks_uri goes through the SSRF guard (metadata_documents.py).
+                response = await self.guarded_get(client.jwks_uri)
+            else:
+                response = await self._http.get(client.jwks_uri, timeout=5.0, follow_redirects=False)
             if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
                 return cached[1] if cached and not refresh else None
             keys = KeySet.import_key_set(response.json())

@@ -273,10 +273,21 @@ class MetadataDocuments:
         )
         self._entries: dict[str, tuple[float, Client | None, str | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # For the jwks_uri of self-registered clients (client_auth.py): same guard, JWK Set-sized limit.
+        self.guarded_http = SafeHttp(timeout=5.0, max_bytes=64 * 1024)
 
     async def aclose(self) -> None:
         if self._own_fetcher and isinstance(self.fetcher, SafeHttp):
             await self.fetcher.aclose()
+        await self.guarded_http.aclose()
+
+    async def guarded_get(self, url: str) -> httpx.Response:
+        """GET through the SSRF guard, as an ``httpx.Response``; a refusal is an ``httpx.RequestError``."""
+        try:
+            fetched = await self.guarded_http.get(url)
+        except FetchRefused as exc:
+            raise httpx.RequestError(exc.description) from exc
+        return httpx.Response(fetched.status, headers=fetched.headers, content=fetched.body)
 
     def forget(self, url: str | None = None) -> None:
         if url is None:

@@ -87,6 +87,7 @@ class OAuthServer:
         self.registrar = Registrar(self)
         self.metadata_documents = MetadataDocuments(self)
         self.clients.url_resolver = self.metadata_documents.resolve
+        self.authenticator.guarded_get = self.metadata_documents.guarded_get
         self.logout = LogoutService(self)
 
     # --- helpers the grants share ---
