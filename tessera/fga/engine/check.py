@@ -68,6 +68,8 @@ class Resolution:
     # Userset closures (see LocalChecker._this): (type, relation) -> the user's memberships, or None.
     closures: dict[tuple[str, str], Any] = field(default_factory=dict)
     closure_max_facts: int = DEFAULT_CLOSURE_MAX_FACTS
+    # Set for requests whose top-level answer may be cached (see CachedChecker).
+    cache_key: tuple[Any, ...] | None = None
     _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def closure(self, otype: str, relation: str) -> Any:
@@ -447,4 +449,13 @@ class CachedChecker:
         self._entries[key] = _Entry(allowed, time.monotonic() + self.ttl)
 
     async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool:
-        return await self.inner.resolve(res, otype, oid, relation)
+        """Answer from the cache when ``res.cache_key`` is set (the service sets it only for cacheable
+        requests), else ask the next resolver; remember what it says."""
+        if res.cache_key is None:
+            return await self.inner.resolve(res, otype, oid, relation)
+        hit = self.get(res.cache_key)
+        if hit is not None:
+            return hit
+        allowed = await self.inner.resolve(res, otype, oid, relation)
+        self.put(res.cache_key, allowed)
+        return allowed

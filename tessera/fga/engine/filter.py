@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from tessera.fga.engine.check import CYCLE, FALSE, TRUE, LocalChecker, Resolution
+from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
 from tessera.fga.engine.typesystem import Rewrite
 
@@ -129,6 +129,3 @@ async def guard_many(
         return list(await asyncio.gather(*(one(o) for o in object_ids)))
     finally:
         reader.batching = was
-
-
-__all__ = ["FALSE", "check_many", "guard_many"]

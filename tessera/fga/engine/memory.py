@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tessera.core.clock import Clock
+from tessera.fga.engine.errors import ErrorCode, FGAError
 from tessera.fga.engine.store import (
     ModelRecord,
     OnDuplicate,
@@ -254,8 +255,6 @@ class MemoryDatastore:
         if continuation:
             tok = decode_token(continuation)
             if tok.get("t", "") != object_type:
-                from tessera.fga.engine.errors import ErrorCode, FGAError
-
                 raise FGAError(
                     ErrorCode.invalid_continuation_token,
                     "the continuation token was issued for another object type",

@@ -91,14 +91,6 @@ class RequestReader:
     async def all(self, otype: str, oid: str, relation: str) -> list[TupleKey]:
         return await self._read((_ALL, otype, relation, None), oid)
 
-    async def prefetch_all(self, otype: str, relation: str, oids: Sequence[str]) -> None:
-        """Load every tuple on ``relation`` of many objects in one storage read."""
-        ck = (_ALL, otype, relation, None)
-        cache = self._cache.setdefault(ck, {})
-        missing = [o for o in dict.fromkeys(oids) if o not in cache]
-        if missing:
-            await self._fetch(ck, missing)
-
     async def _read(self, ck: tuple[Any, ...], oid: str) -> list[TupleKey]:
         cache = self._cache.setdefault(ck, {})
         hit = cache.get(oid)

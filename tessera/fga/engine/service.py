@@ -18,7 +18,14 @@ from typing import Any, Literal
 from ulid import ULID
 
 from tessera.core.clock import Clock
-from tessera.fga.engine.check import DEFAULT_MAX_DEPTH, TRUE, CachedChecker, LocalChecker, Resolution
+from tessera.fga.engine.check import (
+    DEFAULT_MAX_DEPTH,
+    TRUE,
+    CachedChecker,
+    CheckResolver,
+    LocalChecker,
+    Resolution,
+)
 from tessera.fga.engine.errors import ErrorCode, FGAError, validation
 from tessera.fga.engine.expand import expand as expand_tree
 from tessera.fga.engine.filter import filter_ids
@@ -208,6 +215,7 @@ class FGAService:
         self.cache = CachedChecker(
             self.checker, ttl=self.config.check_cache_ttl, max_entries=self.config.check_cache_entries
         )
+        self.resolver: CheckResolver = self.cache
         # Models are immutable, so a parsed model can be kept for the life of the service.
         self._typesystems: dict[tuple[str, str], TypeSystem] = {}
         self._revisions: dict[str, int] = {}
@@ -437,9 +445,8 @@ class FGAService:
         ctx_tuples = self._contextual(ts, req.contextual_tuples)
         self._validate_context(req.context)
         otype, oid = split_object(req.tuple_key.object)
-        use_cache = not ctx_tuples and req.consistency != "HIGHER_CONSISTENCY"
-        cache_key: tuple[Any, ...] = ()
-        if use_cache:
+        cache_key: tuple[Any, ...] | None = None
+        if not ctx_tuples and req.consistency != "HIGHER_CONSISTENCY":
             # Writes made through this service move the local revision, so this process never answers from
             # before its own write; writes from other processes show after at most the cache TTL, and
             # HIGHER_CONSISTENCY skips the cache (OpenFGA's contract for its check cache).
@@ -447,9 +454,6 @@ class FGAService:
             cache_key = CachedChecker.key(
                 req.store_id, ts.id, rev, req.tuple_key.object, req.tuple_key.relation, str(user), req.context
             )
-            hit = self.cache.get(cache_key)
-            if hit is not None:
-                return CheckResponse(hit)
         reader = RequestReader(
             self.ds,
             req.store_id,
@@ -465,11 +469,10 @@ class FGAService:
             req.context,
             self.config.max_depth,
             closure_max_facts=self.config.closure_max_facts,
+            cache_key=cache_key,
         )
-        allowed = await self.checker.resolve(res, otype, oid, req.tuple_key.relation)
-        if use_cache:
-            self.cache.put(cache_key, allowed)
-        return CheckResponse(allowed)
+        # The resolver chain: cache, then the local checker.
+        return CheckResponse(await self.resolver.resolve(res, otype, oid, req.tuple_key.relation))
 
     async def batch_check(self, req: BatchCheckRequest) -> dict[str, BatchCheckResult]:
         if not req.checks:
@@ -700,7 +703,3 @@ class FGAService:
     def _validate_context(self, context: Mapping[str, Any]) -> None:
         if not isinstance(context, Mapping):
             raise validation("context must be an object")
-
-
-def allowed_from_tri(value: int) -> bool:
-    return value == TRUE
