@@ -331,3 +331,34 @@ async def test_a_slow_receiver_is_cut_off(tmp_path: Path) -> None:
         assert deliveries[fast.client_id].status == 200
         assert deliveries[slow.client_id].status is None and deliveries[slow.client_id].error
         assert sorted(r.path for r in receiver.received) == ["/fast", "/slow"]
+
+
+async def test_form_post_logout_and_logout_when_already_signed_out(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        await env.user()
+        client, secret = await env.register_client(
+            "RP", redirect_uris=[REDIRECT], metadata={"post_logout_redirect_uris": [AFTER_LOGOUT]}
+        )
+        async with env.client() as http:
+            tokens = await sign_in_to(env, http, client, secret)
+            sid = _unverified(tokens["id_token"])["sid"]
+            # Section 2: the same parameters may come as a form POST (no CSRF token: the hint is the proof).
+            posted = await http.post(
+                "/oidc/logout",
+                data={"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": AFTER_LOGOUT},
+            )
+            assert posted.status_code == 303 and posted.headers["location"] == AFTER_LOGOUT
+            assert not await session_is_live(env, sid)
+        async with env.client() as fresh:
+            # Nobody signed in: nothing to end, and the client still gets its user back.
+            again = await fresh.get(
+                "/oidc/logout",
+                params={
+                    "id_token_hint": tokens["id_token"],
+                    "post_logout_redirect_uri": AFTER_LOGOUT,
+                    "state": "z",
+                },
+            )
+            assert again.status_code == 303 and again.headers["location"] == AFTER_LOGOUT + "?state=z"
+            plain = await fresh.get("/oidc/logout")
+            assert plain.status_code == 200 and "signed out" in plain.text
