@@ -147,15 +147,19 @@ def consistency(data: Mapping[str, Any], where: str) -> Any:
     return value
 
 
-def page_size(raw: Any, *, maximum: int = 100) -> int:
+def page_size(raw: Any, where: str, *, maximum: int = 100) -> int:
+    """Out of range: ``page_size_invalid``, with the message of OpenFGA's request validator."""
     if raw in (None, ""):
         return 0
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise validation("invalid page_size: value must be an integer") from None
+        raise validation(f"invalid {where}.PageSize: value must be an integer") from None
     if value < 1 or value > maximum:
-        raise FGAError(ErrorCode.page_size_invalid, f"page_size must be a value between 1 and {maximum}")
+        raise FGAError(
+            ErrorCode.page_size_invalid,
+            f"invalid {where}.PageSize: value must be inside range [1, {maximum}]",
+        )
     return value
 
 

@@ -80,7 +80,7 @@ def router(service: FGAService, auth: FGAAuthenticator) -> APIRouter:
     async def list_stores(request: Request) -> dict[str, Any]:
         q = request.query_params
         records, token = await service.list_stores(
-            parse.page_size(q.get("page_size")),
+            parse.page_size(q.get("page_size"), "ListStoresRequest"),
             parse.continuation_token(q.get("continuation_token")),
             q.get("name"),
         )
@@ -112,7 +112,7 @@ def router(service: FGAService, auth: FGAAuthenticator) -> APIRouter:
         q = request.query_params
         records, token = await service.read_authorization_models(
             parse.store_id(store_id),
-            parse.page_size(q.get("page_size"), maximum=50),
+            parse.page_size(q.get("page_size"), "ReadAuthorizationModelsRequest", maximum=50),
             parse.continuation_token(q.get("continuation_token")),
         )
         return {"authorization_models": [r.to_json() for r in records], "continuation_token": token}
@@ -186,7 +186,7 @@ def router(service: FGAService, auth: FGAAuthenticator) -> APIRouter:
         rows, token = await service.read(
             parse.store_id(store_id),
             flt,
-            parse.page_size(data.get("page_size")),
+            parse.page_size(data.get("page_size"), "ReadRequest"),
             parse.continuation_token(data.get("continuation_token")),
         )
         return {"tuples": [r.to_json() for r in rows], "continuation_token": token}
@@ -197,7 +197,7 @@ def router(service: FGAService, auth: FGAAuthenticator) -> APIRouter:
         changes, token = await service.read_changes(
             parse.store_id(store_id),
             q.get("type") or "",
-            parse.page_size(q.get("page_size")),
+            parse.page_size(q.get("page_size"), "ReadChangesRequest"),
             parse.continuation_token(q.get("continuation_token")),
             parse.start_time(q.get("start_time")),
         )
