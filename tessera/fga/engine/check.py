@@ -8,8 +8,13 @@ rewrite rules. The algorithm is described in prose in ``tessera/fga/README.md``;
   so a group reached along several paths is resolved once.
 * Results are three-valued: true, false and *cycle* (the sub-problem is already on the current path). Cycle
   behaves like "unknown" in Kleene logic: ``true or cycle`` is true, ``false and cycle`` is false,
-  ``x but not cycle`` is not true; at the top it answers false, as OpenFGA does. True and false answers do not
-  depend on the path, so only they are memoised.
+  ``x but not cycle`` is not true; at the top it answers false, as OpenFGA does. A loop of a simply recursive
+  relation on itself (``member: [user, group#member]``) is a fixpoint instead and answers false, also as
+  OpenFGA does. True and false answers do not depend on the path, so only they are memoised (per polarity:
+  inside an exclusion's subtract, false and cycle differ).
+* Userset tuples are answered from the user's side: the user's memberships of each userset kind are computed
+  once per request by walking backwards from the user (``Resolution.closure``), instead of walking every
+  group tree downwards; what that walk cannot settle is resolved forwards.
 * Every dispatch (computed userset, userset tuple, tuple-to-userset) goes one level deeper; at depth 25 the
   request fails with ``authorization_model_resolution_too_complex`` (2002), OpenFGA's default limit.
 * Branches that cannot reach the user's type (from :meth:`TypeSystem.may_contain`) are not explored.

@@ -171,3 +171,22 @@ def test_go_durations() -> None:
     for bad in ("", "1", "h", "1x", "1h 2m"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+
+
+async def test_cost_overrun_through_check_is_a_validation_error() -> None:
+    dsl = """model
+  schema 1.1
+type user
+type document
+  relations
+    define viewer: [user with all_positive]
+condition all_positive(xs: list<int>) {
+  xs.all(x, x > 0)
+}
+"""
+    svc, sid, _ = await setup(dsl, [tk("document:1", "viewer", "user:anne", "all_positive")])
+    assert await allowed(svc, sid, "document:1", "viewer", "user:anne", context={"xs": [1, 2, 3]})
+    with pytest.raises(FGAError) as err:
+        await allowed(svc, sid, "document:1", "viewer", "user:anne", context={"xs": list(range(1, 5000))})
+    assert err.value.error_code == ErrorCode.validation_error
+    assert "cost limit exceeded" in err.value.message
