@@ -188,6 +188,14 @@ async def test_update_rules(tmp_path: Path) -> None:
         ({"backchannel_logout_uri": "ftp://a.example/bc"}, "invalid_client_metadata"),
         ({"backchannel_logout_session_required": "yes"}, "invalid_client_metadata"),
         ({"contacts": "admin@a.example"}, "invalid_client_metadata"),
+        ({"contacts": ["a@b.example"] * 11}, "invalid_client_metadata"),
+        ({"redirect_uris": [f"https://a.example/cb{i}" for i in range(21)]}, "invalid_client_metadata"),
+        ({"grant_types": ["authorization_code", "authorization_code"]}, "invalid_client_metadata"),
+        (
+            {"jwks_uri": "https://a.example/jwks#k", "token_endpoint_auth_method": "private_key_jwt"},
+            "invalid_client_metadata",
+        ),
+        ({"redirect_uris": ["https://a.example/\x00cb"]}, "invalid_redirect_uri"),
     ],
 )
 async def test_bad_metadata_is_refused_and_stores_nothing(
