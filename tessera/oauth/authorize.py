@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from tessera.oauth.server import OAuthServer
 
 PROMPTS = {"none", "login", "consent", "select_account"}
-RESPONSE_MODES = ("query",)
+RESPONSE_MODES = ("query", "form_post")  # OAuth 2.0 Form Post Response Mode
 
 
 class AuthorizePageError(Exception):
@@ -59,6 +59,7 @@ class AuthorizationRequest:
     max_age: int | None
     login_hint: str | None
     params: Params = field(repr=False)
+    response_mode: str = "query"
 
     @property
     def resources(self) -> list[str]:
@@ -82,6 +83,28 @@ class Ready:
 
 
 Decision = NeedsLogin | NeedsConsent | Ready
+
+
+@dataclass(frozen=True)
+class AuthorizationResponse:
+    """What goes back to the client: in the redirect URI's query, or POSTed there (form_post)."""
+
+    redirect_uri: str
+    values: dict[str, str]
+    mode: str = "query"
+
+    @property
+    def location(self) -> str:
+        return with_query(self.redirect_uri, self.values)
+
+
+def response_mode_of(params: Params) -> str:
+    """The response mode to answer in, even for a request that fails later checks."""
+    try:
+        mode = params.get("response_mode")
+    except InvalidRequest:
+        return "query"
+    return mode if mode in RESPONSE_MODES else "query"
 
 
 def with_query(uri: str, values: dict[str, str]) -> str:
@@ -179,6 +202,7 @@ class AuthorizationEndpoint:
             max_age=max_age,
             login_hint=login_hint[:320] if login_hint else None,
             params=params,
+            response_mode=response_mode or "query",
         )
 
     # --- what happens next ---
@@ -226,8 +250,8 @@ class AuthorizationEndpoint:
         consented: bool,
         ip: str | None,
         user_agent: str | None,
-    ) -> str:
-        """Store a code (and, after the consent form, the consent) and return the redirect URL."""
+    ) -> AuthorizationResponse:
+        """Store a code (and, after the consent form, the consent) and say where it goes."""
         server = self._server
         now = server.now()
         code = new_secret(32)
@@ -282,22 +306,25 @@ class AuthorizationEndpoint:
         if request.state is not None:
             values["state"] = request.state
         values["iss"] = server.issuer  # RFC 9207 2
-        return with_query(request.redirect_uri, values)
+        return AuthorizationResponse(request.redirect_uri, values, request.response_mode)
 
-    def error_redirect(self, redirect_uri: str, error: OAuthError, state: str | None) -> str:
+    def error_redirect(
+        self, redirect_uri: str, error: OAuthError, state: str | None, mode: str = "query"
+    ) -> AuthorizationResponse:
         values = {"error": error.code}
         if error.description:
             values["error_description"] = error.description
         if state is not None:
             values["state"] = state
         values["iss"] = self._server.issuer
-        return with_query(redirect_uri, values)
+        return AuthorizationResponse(redirect_uri, values, mode)
 
-    async def deny(self, request: AuthorizationRequest) -> str:
+    async def deny(self, request: AuthorizationRequest) -> AuthorizationResponse:
         return self.error_redirect(
             request.redirect_uri,
             OAuthError("the user denied the request", code="access_denied"),
             request.state,
+            request.response_mode,
         )
 
     def return_to(self, params: Params, *, drop_login_prompt: bool) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tessera.oauth.authorize import RESPONSE_MODES
 from tessera.oauth.client_auth import ASSERTION_ALGS
 from tessera.oauth.clients import AUTH_METHODS
 from tessera.oauth.logout import logout_metadata
@@ -51,7 +52,7 @@ async def metadata(server: OAuthServer) -> dict[str, Any]:
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "scopes_supported": [*OIDC_SCOPES, *api_scopes],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": list(RESPONSE_MODES),
         "grant_types_supported": server.grants.grant_types(),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": signing_algs,

@@ -12,7 +12,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tessera.core.errors import InvalidRequest, InvalidToken, OAuthError
-from tessera.oauth.authorize import AuthorizationEndpoint, AuthorizePageError, NeedsConsent, NeedsLogin
+from tessera.oauth.authorize import (
+    AuthorizationEndpoint,
+    AuthorizationResponse,
+    AuthorizePageError,
+    NeedsConsent,
+    NeedsLogin,
+    response_mode_of,
+)
 from tessera.oauth.discovery import metadata
 from tessera.oauth.introspection import introspect
 from tessera.oauth.params import Params, parse_body, parse_form
@@ -94,15 +101,15 @@ def router(services: Services) -> APIRouter:
                 if session is None:
                     return _redirect(login_url(endpoint.return_to(params, drop_login_prompt=False)))
                 if decision != "allow":
-                    return _redirect(await endpoint.deny(authorization))
-                location = await endpoint.issue_code(
+                    return respond(await endpoint.deny(authorization))
+                answer = await endpoint.issue_code(
                     authorization,
                     session,
                     consented=True,
                     ip=client_ip(request),
                     user_agent=request.headers.get("user-agent"),
                 )
-                return _redirect(location)
+                return respond(answer)
             next_step = await endpoint.decide(authorization, session)
             if isinstance(next_step, NeedsLogin):
                 return_to = endpoint.return_to(params, drop_login_prompt=next_step.force)
@@ -112,16 +119,35 @@ def router(services: Services) -> APIRouter:
             if isinstance(next_step, NeedsConsent):
                 assert session is not None
                 return await consent_page(request, authorization, session, next_step)
-            location = await endpoint.issue_code(
+            answer = await endpoint.issue_code(
                 authorization,
                 session,
                 consented=False,
                 ip=client_ip(request),
                 user_agent=request.headers.get("user-agent"),
             )
-            return _redirect(location)
+            return respond(answer)
         except OAuthError as exc:
-            return _redirect(endpoint.error_redirect(redirect_uri, counted(exc), state))
+            return respond(
+                endpoint.error_redirect(redirect_uri, counted(exc), state, response_mode_of(params))
+            )
+
+    def respond(answer: AuthorizationResponse) -> Response:
+        if answer.mode == "form_post":
+            # OAuth 2.0 Form Post Response Mode: the values are POSTed to the redirect URI by the browser.
+            # A tiny same-origin script submits the form (inline scripts are blocked by the CSP); without
+            # JavaScript the user presses Continue.
+            return services.pages.render(
+                "form_post.html", {"action": answer.redirect_uri, "values": sorted(answer.values.items())}
+            )
+        return _redirect(answer.location)
+
+    async def form_post_script() -> Response:
+        return Response(
+            "document.getElementById('tessera-form-post').submit();\n",
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def consent_page(
         request: Request, authorization: Any, session: Any, step: NeedsConsent
@@ -162,6 +188,9 @@ def router(services: Services) -> APIRouter:
 
     routes.add_api_route("/authorize", authorize, methods=["GET", "POST"], include_in_schema=False)
     routes.add_api_route("/authorize/decision", decide, methods=["POST"], include_in_schema=False)
+    routes.add_api_route(
+        "/authorize/form_post.js", form_post_script, methods=["GET"], include_in_schema=False
+    )
 
     # --- token endpoint (RFC 6749 3.2) ---
 

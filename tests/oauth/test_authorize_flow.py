@@ -145,3 +145,26 @@ async def test_post_authorization_request_and_unknown_prompt(tmp_path: Path) -> 
             assert callback_params(duplicated)["error"] == "invalid_request"
             fragment = callback_params(await http.get(url(client.client_id, response_mode="fragment")))
             assert fragment["error"] == "invalid_request" and fragment["iss"] == ISSUER
+
+
+async def test_form_post_response_mode(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        user = await env.user()
+        client, _ = await env.register_client("App", redirect_uris=[REDIRECT], first_party=True)
+        async with env.client() as http:
+            browser = Browser(http)
+            page = await browser.authorize(url(client.client_id, response_mode="form_post"), user.email)
+            assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+            assert f'action="{REDIRECT}"' in page.text and 'name="code"' in page.text
+            assert (
+                'name="iss" value="http://tessera.test"' in page.text
+                and 'name="state" value="s"' in page.text
+            )
+            assert '<script src="/authorize/form_post.js">' in page.text
+            script = await http.get("/authorize/form_post.js")
+            assert script.status_code == 200 and "submit()" in script.text
+            # Errors use the requested response mode too.
+            failed = await http.get(
+                url(client.client_id, response_mode="form_post", code_challenge_method="plain")
+            )
+            assert failed.status_code == 200 and 'name="error" value="invalid_request"' in failed.text
