@@ -179,7 +179,10 @@ class Parser:
                 self.skip_ws()
             if ok(self.tok):
                 return self.advance()
-            raise self.mismatched(expecting.replace("WHITESPACE, ", "").replace("{'{'}", "'{'"))
+            rest = expecting.replace(", WHITESPACE", "").replace("WHITESPACE, ", "")
+            if rest.startswith("{") and "," not in rest:
+                rest = rest[1:-1]
+            raise self.mismatched(rest)
         if follows is not None and follows(self.tok):
             self.report(f"missing {expecting} at '{self.tok.display}'")
             return Token(WS, "", self.tok.start, self.tok.start, self.tok.line, self.tok.column)
@@ -256,6 +259,7 @@ class Parser:
                 if nxt.is_word("model", "module") or nxt.kind in allowed:
                     self.extraneous(sets[stage][1])
                     continue
+                raise self.mismatched(sets[stage][1])
             raise self.mismatched("{'#', 'module', 'model'}")
 
     def _file(self) -> ModelFile:
@@ -275,22 +279,19 @@ class Parser:
                 lambda t: t.kind == WORD and SCHEMA_VERSION_RE.match(t.text) is not None, "SCHEMA_VERSION"
             )
             schema_version, schema_span = version.text, self._span(version)
-            header_broken = False
             if self.tok.kind not in (NL, EOF):
                 if self.peek().kind in (NL, EOF):
                     self.extraneous("{<EOF>, NEWLINE}")
-                    header_broken = True
                 else:
                     raise self.no_viable(self.i)
         else:
-            header_broken = False
             self.advance()
             self.expect_ws()
             module = self.name()
         types: list[TypeDef] = []
         conditions: list[ConditionDef] = []
         extended: set[str] = set()
-        previous = "broken" if header_broken else "header"
+        previous = "header"
         while True:
             if self.tok.kind == EOF:
                 break
@@ -307,7 +308,9 @@ class Parser:
                 break
             if previous == "broken":
                 # After a token was dropped at the end of a line, ANTLR has left the rule that could continue
-                # here: whatever follows is no viable alternative.
+                # here: a type that follows is no viable alternative, a condition is past the end.
+                if self.tok.is_word("condition"):
+                    raise self.mismatched("<EOF>")
                 raise self.no_viable(newline)
             if self.tok.is_word("type", "extend"):
                 typedef = self._type(module is not None)
@@ -642,10 +645,16 @@ class Parser:
 
     def _condition(self) -> ConditionDef:
         self.advance()
-        self.expect_ws(follows=_is_name)
-        name = self.name()
+        self.expect_ws(follows=_is_param_name)
+        # Condition names are plain identifiers (keywords are tokens of their own there).
+        name_tok = self.expect(_is_param_name, "IDENTIFIER")
+        name = Name(name_tok.text, self._span(name_tok))
         ws = self.skip_ws()
-        self.expect(lambda t: t.is_punct("("), "'('" if ws else "{'(', WHITESPACE}")
+        try:
+            self.expect(lambda t: t.is_punct("("), "'('" if ws else "{'(', WHITESPACE}", optional_ws=not ws)
+        except _Fail:
+            self._body_start_error()
+            raise
         ws = self.skip_ws()
         params: list[ConditionParam] = []
         while True:
@@ -672,7 +681,12 @@ class Parser:
             params.append(param)
             ws = self.skip_ws()
             after = "{',', ')', " + ("" if ws else "WHITESPACE, ") + "NEWLINE}"
-            tok = self.expect(lambda t: t.is_punct(",") or t.is_punct(")"), after)
+            try:
+                tok = self.expect(lambda t: t.is_punct(",") or t.is_punct(")"), after)
+            except _Fail:
+                if len(params) == 1:
+                    self._body_start_error()
+                raise
             if tok.is_punct(","):
                 ws = self.skip_ws()
                 continue
