@@ -141,6 +141,25 @@ class LogoutService:
             )
         )
 
+    async def sweep(self, limit: int = 100) -> int:
+        """Notify the clients of sessions that ended some other way (the sign-out page, an admin, the risk
+        engine): run it periodically, or right after ``services.sessions.end``. Returns how many sessions."""
+        from tessera.identity.sessions import login_sessions
+
+        table = oauth_logout_participants
+        stmt = (
+            select(table.c.session_id, table.c.user_id)
+            .join(login_sessions, login_sessions.c.id == table.c.session_id)
+            .where(login_sessions.c.ended_at.is_not(None))
+            .distinct()
+            .limit(limit)
+        )
+        async with self._server.db.read() as conn:
+            ended = [(str(row[0]), str(row[1])) for row in await conn.execute(stmt)]
+        for session_id, user_id in ended:
+            await self.notify(session_id, user_id)
+        return len(ended)
+
     async def participants(self, session_id: str) -> list[str]:
         table = oauth_logout_participants
         async with self._server.db.read() as conn:

@@ -362,3 +362,28 @@ async def test_form_post_logout_and_logout_when_already_signed_out(tmp_path: Pat
             assert again.status_code == 303 and again.headers["location"] == AFTER_LOGOUT + "?state=z"
             plain = await fresh.get("/oidc/logout")
             assert plain.status_code == 200 and "signed out" in plain.text
+
+
+async def test_sessions_ended_elsewhere_are_swept(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env, document_server() as receiver:
+        receiver.routes["/bc"] = Route(status=200, body=b"")
+        await env.user()
+        client, secret = await env.register_client(
+            "RP",
+            redirect_uris=[REDIRECT],
+            metadata={"backchannel_logout_uri": f"http://127.0.0.1:{receiver.port}/bc"},
+        )
+        async with env.client() as http:
+            live = await sign_in_to(env, http, client, secret)
+        async with env.client() as other:
+            ended = await sign_in_to(env, other, client, secret)
+        ended_sid = _unverified(ended["id_token"])["sid"]
+        # The identity sign-out page, an admin or the risk engine end a session without /oidc/logout.
+        assert await env.services.sessions.end(ended_sid, "ended_by_admin")
+        logout = env.services.oauth.logout
+        assert await logout.sweep() == 1
+        assert await logout.sweep() == 0  # notified once
+        received = await receiver.wait_for(1)
+        token = received[0].form()["logout_token"]
+        assert _unverified(token)["sid"] == ended_sid
+        assert await logout.participants(_unverified(live["id_token"])["sid"]) == [client.client_id]
