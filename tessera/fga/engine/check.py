@@ -29,7 +29,7 @@ import contextvars
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +75,9 @@ class Resolution:
     closure_max_facts: int = DEFAULT_CLOSURE_MAX_FACTS
     # Set for requests whose top-level answer may be cached (see CachedChecker).
     cache_key: tuple[Any, ...] | None = None
+    # (type, relation) of a nesting kind -> {child id: [parent ids]} for the whole store, or None when it
+    # cannot be had (see TypeSystem.nesting_kind); supplied by the service, which keeps it per revision.
+    nesting: Callable[[str, str], Awaitable[dict[str, list[str]] | None]] | None = None
     _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def closure(self, otype: str, relation: str) -> Any:

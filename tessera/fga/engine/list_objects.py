@@ -204,9 +204,76 @@ class Closure:
     depth: dict[str, int] = field(default_factory=dict)  # steps a forward Check would take below each
 
 
+async def _nesting_closure(
+    res: Resolution, object_type: str, relation: str, max_facts: int
+) -> Closure | None:
+    """The closure of a nesting kind (``group#member``) from the store-wide nesting index: the user's direct
+    sets in one reverse read, then their ancestors in memory."""
+    if res.nesting is None or res.reader.has_contextual(object_type, relation):
+        return None
+    parents = await res.nesting(object_type, relation)
+    if parents is None:
+        return None
+    user = res.user
+    sure: dict[str, int] = {}
+    maybe: dict[str, int] = {}
+    frontier: list[tuple[str, bool]] = []
+    if user.relation == relation and user.type == object_type:
+        sure[user.id] = 0
+        frontier.append((user.id, True))
+    names = []
+    for ref in res.ts.types[object_type][relation].directly_related:
+        if ref.relation is None and ref.type == user.type and user.relation is None:
+            if ref.wildcard:
+                names.append(f"{user.type}:*")
+            elif not user.wildcard:
+                names.append(str(user))
+    if names:
+        for k in await res.reader.by_users(object_type, relation, list(dict.fromkeys(names))):
+            oid = k.object.partition(":")[2]
+            try:
+                ok = res.condition_holds(k)
+            except ConditionError:
+                if oid not in sure and oid not in maybe:
+                    maybe[oid] = 0
+                    frontier.append((oid, False))
+                continue
+            if ok and oid not in sure:
+                maybe.pop(oid, None)
+                sure[oid] = 0
+                frontier.append((oid, True))
+    # Breadth first, so each set gets its smallest depth; sure sets first so maybe never hides a sure path.
+    while frontier:
+        frontier.sort(key=lambda f: not f[1])
+        nxt: list[tuple[str, bool]] = []
+        for oid, is_sure in frontier:
+            depth = (sure if is_sure else maybe)[oid] + 1
+            for parent in parents.get(oid, ()):
+                if is_sure and parent not in sure:
+                    maybe.pop(parent, None)
+                    sure[parent] = depth
+                    nxt.append((parent, True))
+                elif not is_sure and parent not in sure and parent not in maybe:
+                    maybe[parent] = depth
+                    nxt.append((parent, False))
+        if len(sure) + len(maybe) > max_facts:
+            return None
+        frontier = nxt
+    return Closure(set(sure), set(maybe), {**maybe, **sure})
+
+
 async def closure(res: Resolution, object_type: str, relation: str, max_facts: int) -> Closure | None:
     """All ``object_type:o#relation`` sets the user of ``res`` is in, found backwards from the user (sharing
     ``res``'s memo); None when the walk would exceed ``max_facts``."""
+    if res.ts.nesting_kind(object_type, relation):
+        fast = await _nesting_closure(res, object_type, relation, max_facts)
+        if fast is not None:
+            return fast
+    else:
+        # Nesting kinds the walk passes through come from the index first, so the walk is seeded with them.
+        for key in build_rules(res.ts, res.user, (object_type, relation)).relevant:
+            if key != (object_type, relation) and key not in res.closures and res.ts.nesting_kind(*key):
+                await res.closure(*key)
     rx = ReverseExpansion(
         res.ts, res.reader, res.user, res.context, object_type, relation, res=res, max_facts=max_facts
     )

@@ -123,6 +123,10 @@ class RequestReader:
         await asyncio.shield(pending.future)
         return cache[oid]
 
+    def has_contextual(self, otype: str, relation: str) -> bool:
+        """Whether contextual tuples touch ``otype:*#relation`` (store-wide indexes then do not apply)."""
+        return any(o.partition(":")[0] == otype and r == relation for o, r in self._ctx_by_object)
+
     def cheap(self, otype: str, oid: str) -> bool:
         """Whether reads of this object are answered without storage (prefetched, or about to be)."""
         if self.batching or not self.object_prefetch:

@@ -73,6 +73,8 @@ class EngineConfig:
     object_prefetch: int = 100
     # A user in more sets of one userset kind than this is resolved forwards (see check.py); 0: always.
     closure_max_facts: int = 500
+    # Largest nesting index (groups in groups) kept per store and kind; 0: none (see service._nesting).
+    nesting_index_max: int = 100_000
     # The RAG filter first walks backwards from the user up to this many facts (see filter.py); 0: never.
     # Small on purpose: a user who reaches little is answered from their side for almost nothing, and a user
     # who reaches much wastes at most this before the candidates' side takes over.
@@ -221,6 +223,8 @@ class FGAService:
         self._revisions: dict[str, int] = {}
         self._known_stores: dict[str, float] = {}
         self._latest: dict[str, tuple[str, float]] = {}
+        # (store, model, type, relation) -> (store revision, {child: [parents]} or None): nesting indexes.
+        self._nesting_cache: dict[tuple[str, str, str, str], tuple[int, dict[str, list[str]] | None]] = {}
         # Per store and model: object types too large to prefetch whole (learned by the readers).
         self._big_types: dict[tuple[str, str], set[str]] = {}
 
@@ -470,6 +474,7 @@ class FGAService:
             self.config.max_depth,
             closure_max_facts=self.config.closure_max_facts,
             cache_key=cache_key,
+            nesting=self._nesting_provider(req.store_id, ts) if self.config.nesting_index_max else None,
         )
         # The resolver chain: cache, then the local checker.
         return CheckResponse(await self.resolver.resolve(res, otype, oid, req.tuple_key.relation))
@@ -523,6 +528,7 @@ class FGAService:
                 first.context,
                 self.config.max_depth,
                 closure_max_facts=self.config.closure_max_facts,
+                nesting=self._nesting_provider(req.store_id, ts) if self.config.nesting_index_max else None,
             )
 
             async def one(item: BatchCheckItem) -> None:
@@ -644,6 +650,7 @@ class FGAService:
             req.context,
             self.config.max_depth,
             closure_max_facts=self.config.closure_max_facts,
+            nesting=self._nesting_provider(req.store_id, ts) if self.config.nesting_index_max else None,
         )
         allowed: set[str] = set()
         for otype, ids in by_type.items():
@@ -652,6 +659,56 @@ class FGAService:
             )
             allowed.update(f"{otype}:{i}" for i in found)
         return [o for o in dict.fromkeys(req.objects) if o in allowed]
+
+    # --- the nesting index -------------------------------------------------------------------------------
+
+    def _nesting_provider(self, store_id: str, ts: TypeSystem) -> Any:
+        """For one request: the nesting index of a kind, valid for the store's current revision (read once
+        per request, so a HIGHER_CONSISTENCY request never sees an index older than the store)."""
+        revision: list[int] = []
+
+        async def provide(otype: str, relation: str) -> dict[str, list[str]] | None:
+            if not revision:
+                revision.append(await self.ds.revision(store_id))
+            return await self._nesting(store_id, ts, otype, relation, revision[0])
+
+        return provide
+
+    async def _nesting(
+        self, store_id: str, ts: TypeSystem, otype: str, relation: str, revision: int
+    ) -> dict[str, list[str]] | None:
+        """``{child id: [parent ids]}`` over every ``otype:parent#relation@otype:child#relation`` tuple the
+        model admits: how sets of a nesting kind (groups in groups) contain each other. Built with paged reads
+        and kept until the store's revision moves; None when the store holds more than
+        ``nesting_index_max`` such tuples (the walk then goes through storage as usual)."""
+        key = (store_id, ts.id, otype, relation)
+        hit = self._nesting_cache.get(key)
+        if hit is not None and hit[0] == revision:
+            return hit[1]
+        parents: dict[str, list[str]] | None = {}
+        token: str | None = None
+        count = 0
+        flt = ReadFilter(f"{otype}:", relation, f"{otype}:")
+        while parents is not None:
+            rows, token = await self.ds.read_page(store_id, flt, 1000, token)
+            for row in rows:
+                k = row.key
+                user = parse_user(k.user)
+                if user is None or user.relation != relation or user.type != otype or k.condition_name:
+                    continue
+                if not ts.allows_key(k):
+                    continue
+                count += 1
+                if count > self.config.nesting_index_max:
+                    parents = None
+                    break
+                parents.setdefault(user.id, []).append(k.object.partition(":")[2])
+            if not token:
+                break
+        if len(self._nesting_cache) > 256:
+            self._nesting_cache.clear()
+        self._nesting_cache[key] = (revision, parents)
+        return parents
 
     # --- validation helpers -----------------------------------------------------------------------------
 

@@ -452,6 +452,16 @@ class TypeSystem:
                     changed = True
         return simple, frozenset(bad)
 
+    def nesting_kind(self, type_: str, relation: str) -> bool:
+        """Whether ``type#relation`` is a plain nesting relation (``member: [user, group#member]``): directly
+        assignable only, its only userset restriction itself, without a condition. Then the user's sets of
+        that kind are their direct ones plus all their ancestors in a nesting graph that a datastore-wide
+        index (service ``_nesting``) can hold."""
+        rel = self.get_relation(type_, relation)
+        if rel is None or not isinstance(rel.rewrite, This) or rel.userset_refs != ((type_, relation),):
+            return False
+        return all(r.condition is None for r in rel.directly_related if r.relation)
+
     def simply_recursive(self, type_: str, relation: str) -> bool:
         return (type_, relation) in self._cycles[0]
 
