@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,6 +52,7 @@ def doc_relation(draw: st.DrawFn, index: int, earlier: list[str]) -> str:
 @st.composite
 def store_document(draw: st.DrawFn) -> dict[str, Any]:
     nested = draw(st.booleans())
+    nested_folders = draw(st.booleans())  # folders in folders: tuple-to-userset recursion
     member_types = "user" + (", user:*" if draw(st.booleans()) else "") + (", group#member" if nested else "")
     lines = [
         "model",
@@ -62,7 +64,14 @@ def store_document(draw: st.DrawFn) -> dict[str, Any]:
         "type folder",
         "  relations",
         "    define owner: [user]",
-        "    define viewer: [user, group#member] or owner",
+        *(
+            [
+                "    define parent: [folder]",
+                "    define viewer: [user, group#member] or owner or viewer from parent",
+            ]
+            if nested_folders
+            else ["    define viewer: [user, group#member] or owner"]
+        ),
         "type doc",
         "  relations",
         "    define parent: [folder]",
@@ -88,6 +97,12 @@ def store_document(draw: st.DrawFn) -> dict[str, Any]:
         possible += [
             {"user": f"group:{g}#member", "relation": "viewer", "object": f"folder:{f}"} for g in GROUPS
         ]
+        if nested_folders:
+            possible += [
+                {"user": f"folder:{g}", "relation": "parent", "object": f"folder:{f}"}
+                for g in FOLDERS
+                if g != f
+            ]
     for d in DOCS:
         possible += [{"user": f"folder:{f}", "relation": "parent", "object": f"doc:{d}"} for f in FOLDERS]
     for line in lines:
@@ -108,7 +123,7 @@ def store_document(draw: st.DrawFn) -> dict[str, Any]:
     tuples = draw(
         st.lists(
             st.sampled_from(possible),
-            max_size=18,
+            max_size=22,
             unique_by=lambda t: (t["user"], t["relation"], t["object"]),
         )
     )
@@ -209,7 +224,15 @@ def _tessera_answers(paths: list[Path]) -> dict[str, list[tuple[str, str, Any]]]
 def test_generated_stores_answer_like_openfga(tmp_path: Path) -> None:
     files: list[Path] = []
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    # Derandomized: the same 50 stores every run, so a failure is reproducible (run with derandomize=False
+    # locally to explore new ones; a divergence found that way is pinned below as its own test).
+    @settings(
+        max_examples=50,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=True,
+    )
     @given(store_document())
     def collect(doc: dict[str, Any]) -> None:
         path = tmp_path / f"gen{len(files):03d}.fga.yaml"
@@ -219,7 +242,7 @@ def test_generated_stores_answer_like_openfga(tmp_path: Path) -> None:
     collect()
     assert len(files) >= 20
     tessera = _tessera_answers(files)
-    compared = 0
+    compared = allowed = listed = 0
     for path in files:
         theirs = sorted(_fga_answers(path), key=lambda a: (a[0], a[1]))
         ours = sorted(tessera[str(path)], key=lambda a: (a[0], a[1]))
@@ -229,7 +252,11 @@ def test_generated_stores_answer_like_openfga(tmp_path: Path) -> None:
                 f"{path.name}: {kind} {query}: tessera {got!r}, openfga {want!r}\n{path.read_text()}"
             )
             compared += 1
+            allowed += got is True
+            listed += bool(got) and kind != "check"
     assert compared > 500
+    # The generated stores are not trivial: many checks are allowed and many lists are not empty.
+    assert allowed > 50 and listed > 50, (allowed, listed)
 
 
 def test_hand_written_corner_cases_answer_like_openfga(tmp_path: Path) -> None:
@@ -334,3 +361,44 @@ def test_malformed_dsl_and_unknown_relations_fail_in_both(tmp_path: Path) -> Non
     )  # an error, not an answer
     ours = subprocess.run([tessera, "fga", "test", str(unknown)], capture_output=True, text=True, check=False)
     assert ours.returncode == 1 and ours.stdout.strip().splitlines()[-1] == "0 passed, 1 failed"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine divergence found by the generator: ListUsers lists user:u2, whom OpenFGA leaves to the "
+    "wildcard (u2's own path goes through an intersection that fails)",
+)
+def test_list_users_through_a_failed_intersection_and_a_wildcard(tmp_path: Path) -> None:
+    doc = {
+        "name": "found",
+        "model": (
+            "model\n  schema 1.1\ntype user\n"
+            "type folder\n  relations\n    define owner: [user]\n    define viewer: [user] or owner\n"
+            "type doc\n  relations\n    define parent: [folder]\n"
+            "    define r0: [user, user:*] and owner from parent and viewer from parent\n"
+            "    define r1: ([user, user:*] or r0) but not viewer from parent\n"
+        ),
+        "tuples": [
+            {"user": "user:*", "relation": "r1", "object": "doc:d0"},
+            {"user": "user:u2", "relation": "r0", "object": "doc:d0"},
+            {"user": "user:u1", "relation": "r1", "object": "doc:d0"},
+            {"user": "folder:f0", "relation": "parent", "object": "doc:d0"},
+        ],
+        "tests": [
+            {
+                "name": "t",
+                "list_users": [
+                    {
+                        "object": "doc:d0",
+                        "user_filter": [{"type": "user"}],
+                        "assertions": {"r1": {"users": []}},
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "found.fga.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    theirs = _fga_answers(path)
+    assert theirs == [("list_users", "doc:d0 r1 user#", ["user:*", "user:u1"])]
+    assert _tessera_answers([path])[str(path)] == theirs
