@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
 from tessera.core.clock import Clock
-from tessera.core.errors import ValidationFailed
+from tessera.core.errors import Conflict, ValidationFailed
 from tessera.risk.config import RiskConfig
 from tessera.risk.events import Assessment, Decision, LoginEvent, NetworkType, Reason, SessionEvent
 from tessera.risk.model.likelihood import (
@@ -33,6 +34,8 @@ from tessera.risk.model.likelihood import (
 )
 from tessera.risk.patterns import Term
 from tessera.risk.patterns.bots import bot_terms
+from tessera.risk.patterns.stuffing import stuffing_terms
+from tessera.risk.patterns.throttle import record_failure, throttle_terms
 from tessera.risk.patterns.travel import impossible_travel
 from tessera.risk.policy import decide
 from tessera.risk.signals.geo import GeoResolver
@@ -60,6 +63,9 @@ class _Resolved:
     features: Features
     agent: UserAgentInfo
     geo_valid: bool
+
+
+_CODES = {"pair": "device_on_network", "user_agent": "browser_configuration"}
 
 
 def _address(text: str) -> tuple[str, str, str] | None:
@@ -277,7 +283,9 @@ class RiskEngine:
             template = first if term.novel else rare
             reasons.append(
                 Reason(
-                    f"new_{term.level}" if term.novel else f"rare_{term.level}",
+                    f"new_{_CODES.get(term.level, term.level)}"
+                    if term.novel
+                    else f"rare_{_CODES.get(term.level, term.level)}",
                     term.log10,
                     template.format(**values),
                     user,
@@ -288,99 +296,19 @@ class RiskEngine:
     async def _pattern_terms(self, event: LoginEvent, r: _Resolved, profile: Profile) -> list[Term]:
         c, w, f, at = self.config, self.windows, r.features, event.timestamp
         identifier = _clip(event.identifier or event.user_id)
-        terms: list[Term] = []
-        ip_key = f"ip:{f.ip}"
-        refill = c.ip_failure_refill_per_day / DAY
-        tokens = await w.tokens("fail:" + ip_key, at, c.ip_failure_capacity, refill)
-        if tokens < 1.0:
-            terms.append(
-                Term(
-                    "ip_throttled",
-                    3.0,
-                    f"IP {f.ip} is throttled: more than {c.ip_failure_capacity:.0f} failed logins in a day",
-                    "too many failed sign-ins from this internet address",
-                    force=Decision.DENY,
-                )
-            )
-        pair = f"fail:idip:{identifier}|{f.ip}"
-        if await w.count(pair, at, 12 * HOUR) >= c.identifier_ip_failures:
-            terms.append(
-                Term(
-                    "brute_force",
-                    3.0,
-                    f"{c.identifier_ip_failures} or more failed logins for this account from {f.ip}",
-                    "too many wrong passwords from this address",
-                    force=Decision.DENY,
-                )
-            )
-        failures = await w.count(f"fail:id:{identifier}", at, HOUR)
-        if failures >= c.identifier_failures_per_hour:
-            terms.append(
-                Term(
-                    "account_under_attack",
-                    1.5,
-                    f"{failures:.0f} failed logins for this account in the last hour",
-                    "many recent wrong passwords for your account",
-                    force=Decision.STEP_UP,
-                )
-            )
-        ids_ip = await w.add_member(ip_key, identifier, at, HOUR)
-        if ids_ip > c.identifiers_per_ip_hour:
-            weight = min(3.5, 1.0 + math.log10(ids_ip / c.identifiers_per_ip_hour) * 2)
-            terms.append(
-                Term(
-                    "many_accounts_from_ip",
-                    weight,
-                    f"{ids_ip} accounts tried from {f.ip} in the last hour (credential stuffing)",
-                    "an address that tries many accounts",
-                    force=Decision.DENY if ids_ip > 4 * c.identifiers_per_ip_hour else None,
-                )
-            )
-        if event.device_id:
-            ids_dev = await w.add_member("dev:" + _clip(event.device_id), identifier, at, HOUR)
-            if ids_dev > c.identifiers_per_device_hour:
-                terms.append(
-                    Term(
-                        "many_accounts_from_device",
-                        min(3.0, 1.0 + math.log10(ids_dev / c.identifiers_per_device_hour) * 2),
-                        f"{ids_dev} accounts tried from this device in the last hour",
-                        "a device that tries many accounts",
-                    )
-                )
-        if event.password_fingerprint:
-            ids_pw = await w.add_member("pw:" + event.password_fingerprint[:64], identifier, at, HOUR)
-            if ids_pw > c.accounts_per_password_hour:
-                terms.append(
-                    Term(
-                        "password_spraying",
-                        min(3.5, 1.0 + math.log10(ids_pw / c.accounts_per_password_hour) * 2),
-                        f"the same password was tried against {ids_pw} accounts in the last hour "
-                        "(password spraying)",
-                        "a password being tried on many accounts",
-                        force=Decision.DENY
-                        if ids_pw > 4 * c.accounts_per_password_hour
-                        else Decision.STEP_UP,
-                    )
-                )
-        asn_key = f"asn:{f.asn}"
-        asn_failures = await w.count("fail:" + asn_key, at, HOUR)
-        asn_attempts = await w.count("att:" + asn_key, at, HOUR)
-        if asn_failures >= c.asn_failures_per_hour and asn_failures >= c.asn_failure_ratio * max(
-            asn_attempts, 1.0
-        ):
-            known_ip = profile.net.counts.get("\x1f".join(f.net), 0.0) > 0
-            if not known_ip:
-                terms.append(
-                    Term(
-                        "network_under_stuffing",
-                        2.5,
-                        f"{asn_failures:.0f} failed logins from network {f.asn_name or f.asn} "
-                        f"in the last hour ({asn_failures / max(asn_attempts, 1.0):.0%} failing): "
-                        "credential stuffing, throttled",
-                        "a network that is attacking many accounts",
-                        force=Decision.DENY,
-                    )
-                )
+        terms = await throttle_terms(w, c, at=at, ip=f.ip, identifier=identifier)
+        terms += await stuffing_terms(
+            w,
+            c,
+            at=at,
+            ip=f.ip,
+            identifier=identifier,
+            asn=f.asn,
+            asn_name=f.asn_name,
+            device_id=_clip(event.device_id) or None,
+            password_fingerprint=event.password_fingerprint,
+            known_ip=profile.net.counts.get("\x1f".join(f.net), 0.0) > 0,
+        )
         per_minute = await w.hit(f"att:idip:{identifier}|{f.ip}", at, 60.0)
         terms.extend(
             bot_terms(r.agent, event.user_agent or "", event.client_hints, per_minute, c.attempts_per_minute)
@@ -406,12 +334,9 @@ class RiskEngine:
                 )
             )
         # Record the attempt itself (after reading, so it does not count against itself).
-        await w.hit("att:" + asn_key, at, HOUR)
+        await w.hit(f"att:asn:{f.asn}", at, HOUR)
         if not event.success:
-            await w.take("fail:" + ip_key, at, c.ip_failure_capacity, refill)
-            await w.hit(pair, at, 12 * HOUR)
-            await w.hit(f"fail:id:{identifier}", at, HOUR)
-            await w.hit("fail:" + asn_key, at, HOUR)
+            await record_failure(w, c, at=at, ip=f.ip, identifier=identifier, asn=f.asn)
         return terms
 
     def _travel(self, profile: Profile, f: Features, at: float) -> tuple[Term | None, float | None]:
@@ -480,34 +405,50 @@ class RiskEngine:
             else round(event.timestamp - profile.last_at, 1),
         }
         assessment = Assessment(round(score, 4), decision, reasons, profile.logins, signals)
-        assessment.signals["_features"] = f  # for record_outcome / feedback in the same process
+        assessment.features = f  # record_outcome learns these without resolving the event again
         return assessment
 
     async def record_outcome(self, event: LoginEvent, assessment: Assessment, outcome: Outcome) -> None:
         """Teach the profile: successful logins that were allowed or passed their second factor."""
         if not event.success or outcome not in {Outcome.ALLOWED, Outcome.STEP_UP_PASSED}:
             return
-        features = assessment.signals.get("_features")
+        features = assessment.features
         if not isinstance(features, Features):
             features = self.resolve(event).features
-        profile = await self._profile(event.user_id)
-        learn(profile, features, event.timestamp, self.config.max_history, self.world)
-        if self.cache is not None:
-            await self.cache.save(profile)
+        await self._update(
+            event.user_id,
+            lambda profile: learn(profile, features, event.timestamp, self.config.max_history, self.world),
+        )
+
+    async def _update(self, user_id: str, change: Callable[[Profile], None]) -> None:
+        """Apply a change to the profile and store it. Another worker may have written the profile since it
+        was cached (optimistic concurrency): then reload it and apply the change again, at most 3 times."""
+        for attempt in range(3):
+            profile = await self._profile(user_id)
+            change(profile)
+            if self.cache is None:
+                return
+            try:
+                await self.cache.save(profile)
+                return
+            except Conflict:
+                if attempt == 2:
+                    raise
 
     async def feedback(self, event: LoginEvent, *, was_me: bool) -> None:
         """The user's answer about a past login. "This was me" learns it (even if it was denied); "this was
         not me" removes its IP and browser from the profile and flags them, so they are denied next time."""
         features = self.resolve(event).features
-        profile = await self._profile(event.user_id)
-        if was_me:
-            learn(profile, features, event.timestamp, self.config.max_history, self.world)
-            profile.flagged.discard("ip:" + features.ip)
-            profile.flagged.discard("ua:" + features.ua)
-        else:
-            forget(profile, features)
-        if self.cache is not None:
-            await self.cache.save(profile)
+
+        def change(profile: Profile) -> None:
+            if was_me:
+                learn(profile, features, event.timestamp, self.config.max_history, self.world)
+                profile.flagged.discard("ip:" + features.ip)
+                profile.flagged.discard("ua:" + features.ua)
+            else:
+                forget(profile, features)
+
+        await self._update(event.user_id, change)
 
     async def assess_session(self, event: SessionEvent) -> Assessment:
         """For token refresh and live sessions: has the session moved (IP, network, device) since its login,

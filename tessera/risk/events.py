@@ -100,7 +100,8 @@ class Assessment:
     decision: Decision
     reasons: list[Reason]
     history_length: int  # logins in the user's profile when the event was scored
-    signals: dict[str, object] = field(default_factory=dict)
+    signals: dict[str, object] = field(default_factory=dict)  # what was looked up, for admins (JSON-ready)
+    features: object | None = field(default=None, repr=False, compare=False)  # the engine's resolved features
 
     def explain(self, *, for_user: bool = False, limit: int = 3) -> str:
         """``"first login from this network provider; 2,300 km from the last login 20 minutes ago"``."""

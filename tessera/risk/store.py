@@ -85,9 +85,11 @@ class ProfileCache:
         return profile
 
     async def save(self, profile: Profile) -> None:
+        from tessera.core.errors import Conflict
+
         try:
             await self.store.save_profile(profile)
-        except Exception:
+        except Conflict:
             # Another worker wrote first: drop our copy so the next read sees theirs.
             self._entries.pop(profile.user_id, None)
             raise

@@ -99,3 +99,17 @@ async def test_cache_is_bounded() -> None:
         await engine.record_outcome(event, await engine.assess(event), Outcome.ALLOWED)
     assert engine.cache is not None and len(engine.cache) == 10
     assert (await engine.store.load_profile("user0")).logins == 1  # type: ignore[union-attr]
+
+
+async def test_two_workers_learning_the_same_user_lose_nothing(database: Database) -> None:
+    store_a, store_b = SqlRiskStore(database), SqlRiskStore(database)
+    worker_a, worker_b = RiskEngine(secret=SECRET, store=store_a), RiskEngine(secret=SECRET, store=store_b)
+    for i in range(6):
+        worker = worker_a if i % 2 else worker_b
+        event = LoginEvent(
+            timestamp=T0 + i * 3600, user_id="shared", ip=f"84.1.1.{i + 1}", country="DE", asn=3320
+        )
+        # Each worker's cached copy is stale after the other one wrote: the save conflicts, reloads, retries.
+        await worker.record_outcome(event, await worker.assess(event), Outcome.ALLOWED)
+    stored = await store_a.load_profile("shared")
+    assert stored is not None and stored.logins == 6
