@@ -79,7 +79,7 @@ fga_tuples = Table(
     Column("user_id", String(USER_ID_LEN), nullable=False),
     Column("user_relation", String(RELATION_LEN), nullable=False),
     Column("condition_name", String(CONDITION_NAME_LEN)),
-    Column("condition_context", JSON),
+    Column("condition_context", JSON(none_as_null=True)),
     Column("inserted_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint(
         "store_id",
@@ -118,7 +118,7 @@ fga_changes = Table(
     # 0 = TUPLE_OPERATION_WRITE, 1 = TUPLE_OPERATION_DELETE (openfga.v1.TupleOperation).
     Column("operation", SmallInteger, nullable=False),
     Column("condition_name", String(CONDITION_NAME_LEN)),
-    Column("condition_context", JSON),
+    Column("condition_context", JSON(none_as_null=True)),
     Column("changed_at", UTCDateTime, nullable=False),
     Index("ix_fga_changes_store_seq", "store_id", "seq"),
     Index("ix_fga_changes_store_type_seq", "store_id", "object_type", "seq"),

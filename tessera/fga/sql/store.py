@@ -573,7 +573,8 @@ def _sqlite_key(row: tuple[Any, ...]) -> TupleKey:
         relation=relation,
         user=f"{utype}:{uid}#{urel}" if urel else f"{utype}:{uid}",
         condition_name=cname or None,
-        condition_context=(json.loads(cctx) or None) if cctx else None,
+        # SQL NULL, or JSON 'null' in rows written before none_as_null: both mean no context.
+        condition_context=(json.loads(cctx) or None) if cctx and cctx != "null" else None,
     )
 
 
