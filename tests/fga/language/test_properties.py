@@ -196,12 +196,13 @@ def _fga_binary() -> str | None:
 
 
 def _proto_shape(node: Any) -> Any:
-    """What protojson keeps: no nulls, no empty lists or maps (empty `this`/`wildcard` messages stay)."""
+    """What protojson keeps: no nulls, no empty strings, lists or maps (empty `this`/`wildcard` messages
+    stay)."""
     if isinstance(node, dict):
         out = {}
         for key, value in node.items():
             value = _proto_shape(value)
-            if value is None or value == [] or (value == {} and key not in ("this", "wildcard")):
+            if value is None or value in ([], "") or (value == {} and key not in ("this", "wildcard")):
                 continue
             out[key] = value
         return out
