@@ -70,6 +70,7 @@ class Resolution:
     max_depth: int = DEFAULT_MAX_DEPTH
     memo: dict[tuple[Any, ...], int] = field(default_factory=dict)
     dispatches: int = 0
+    loops: int = 0  # loops of simply recursive relations met so far (see LocalChecker.resolve_tri)
     # Userset closures (see LocalChecker._this): (type, relation) -> the user's memberships, or None.
     closures: dict[tuple[str, str], Any] = field(default_factory=dict)
     closure_max_facts: int = DEFAULT_CLOSURE_MAX_FACTS
@@ -146,7 +147,12 @@ class LocalChecker:
         if key[:3] in path:
             # Round a relation's own loop (group in group): adds nothing, as in OpenFGA's fixpoint for
             # simply recursive relations. Any other loop is a cycle (see TypeSystem._cycles).
-            return FALSE if res.ts.simply_recursive(otype, relation) else CYCLE
+            if res.ts.simply_recursive(otype, relation):
+                # That "false" only holds while this object is being resolved: whatever is concluded from
+                # it must not be remembered (see the memo below).
+                res.loops += 1
+                return FALSE
+            return CYCLE
         user = res.user
         # A userset is trivially a member of itself: Check(group:x#member, member, group:x) is true.
         if user.relation is not None and user.relation == relation and user.id == oid and user.type == otype:
@@ -158,8 +164,12 @@ class LocalChecker:
             res.memo[key] = FALSE
             return FALSE
         res.dispatches += 1
+        loops = res.loops
         result = await self._eval(res, otype, oid, relation, rel.rewrite, depth, path | {key[:3]}, neg)
-        if result != CYCLE:
+        # True and false are path-independent, except when a loop was met below (its "false" was an
+        # assumption about an object still being resolved). Concurrent resolutions share the counter, so
+        # this may skip more than needed, never less.
+        if result != CYCLE and res.loops == loops:
             res.memo[key] = result
         return result
 

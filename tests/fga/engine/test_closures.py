@@ -104,3 +104,79 @@ async def test_condition_on_a_membership_without_its_parameter_is_an_error() -> 
     with pytest.raises(FGAError) as err:
         await allowed(svc, store.id, "document:1", "viewer", "user:x")
     assert "missing parameters" in err.value.message
+
+
+async def test_answers_that_assumed_a_loop_false_are_not_reused() -> None:
+    # c's viewers come from its parent a, whose parent is c: resolving c first meets the loop at c, which
+    # counts as false while c is being resolved; a's "false" from then must not be remembered, because c
+    # turns out true through its direct tuple.
+    from tessera.fga.engine.service import BatchCheckItem, BatchCheckRequest, FilterRequest
+
+    dsl = """model
+  schema 1.1
+type user
+type folder
+  relations
+    define parent: [folder]
+    define direct: [user]
+    define viewer: viewer from parent or direct
+"""
+    ds = MemoryDatastore()
+    svc = FGAService(ds, config=EngineConfig(filter_reverse_budget=0))
+    store = await svc.create_store("c")
+    await svc.write_authorization_model(store.id, transform_dsl_to_json(dsl))
+    await svc.write(
+        store.id,
+        [
+            tk("folder:c", "parent", "folder:a"),
+            tk("folder:a", "parent", "folder:c"),
+            tk("folder:c", "direct", "user:u"),
+        ],
+    )
+    for obj in ("folder:a", "folder:c"):
+        assert await allowed(svc, store.id, obj, "viewer", "user:u", consistency="HIGHER_CONSISTENCY")
+    out = await svc.batch_check(
+        BatchCheckRequest(
+            store.id,
+            [
+                BatchCheckItem(tk("folder:c", "viewer", "user:u"), "c"),
+                BatchCheckItem(tk("folder:a", "viewer", "user:u"), "a"),
+            ],
+        )
+    )
+    assert out["c"].allowed and out["a"].allowed
+    got = await svc.filter_objects(FilterRequest(store.id, "user:u", "viewer", ["folder:c", "folder:a"]))
+    assert got == ["folder:c", "folder:a"]
+
+
+async def test_shared_memo_after_a_loop_gives_the_same_answers() -> None:
+    from tessera.fga.engine.check import LocalChecker, Resolution
+    from tessera.fga.engine.reader import RequestReader
+    from tessera.fga.engine.tuples import User
+
+    dsl = """model
+  schema 1.1
+type user
+type folder
+  relations
+    define parent: [folder]
+    define direct: [user]
+    define viewer: viewer from parent or direct
+"""
+    ds = MemoryDatastore()
+    svc = FGAService(ds)
+    store = await svc.create_store("c")
+    await svc.write_authorization_model(store.id, transform_dsl_to_json(dsl))
+    await svc.write(
+        store.id,
+        [
+            tk("folder:c", "parent", "folder:a"),
+            tk("folder:a", "parent", "folder:c"),
+            tk("folder:c", "direct", "user:u"),
+        ],
+    )
+    ts = await svc.typesystem(store.id)
+    res = Resolution(ts, RequestReader(ds, store.id, ts), User("user", "u"))
+    checker = LocalChecker()
+    assert await checker.resolve(res, "folder", "c", "viewer")
+    assert await checker.resolve(res, "folder", "a", "viewer")  # not a remembered "false" from c's loop
