@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     backchannel_logout_timeout: float = Field(
         2.0, gt=0, le=30, description="Seconds a back-channel logout POST may take."
     )
+    backchannel_sweep_interval: float = Field(
+        5.0, ge=0, description="Seconds between sweeps that send back-channel logout for sessions ended "
+        "elsewhere (sign-out page, admin API, CLI); 0 turns the sweep off.",
+    )
 
     # risk: the threat detection engine (tessera/risk). Scores are log10 likelihood ratios plus pattern terms.
     risk_mmdb: list[Path] = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +25,19 @@ from tessera.web import errors, health, limits
 from tessera.web.pages import mount_static
 
 log = logging.getLogger("tessera")
+
+
+async def _sweep_ended_sessions(services: Services) -> None:
+    """Send back-channel logout tokens for sessions that ended outside /oidc/logout (the sign-out page, the
+    management API, the CLI, another process). Every process sweeps; a session's participants are deleted
+    once notified, so each client hears of a session's end once in the common case."""
+    interval = services.settings.backchannel_sweep_interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await services.oauth.logout.sweep()
+        except Exception:  # a failed sweep must not end the loop; the next one retries
+            log.exception("back-channel logout sweep failed")
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -48,9 +63,18 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             # registers the built-in APIs.
             log.warning("database not reachable at start-up: %s", exc.__class__.__name__)
         log.info("tessera %s serving %s", __version__, settings.issuer)
+        sweeper = (
+            asyncio.create_task(_sweep_ended_sessions(services), name="backchannel-logout-sweep")
+            if settings.backchannel_sweep_interval > 0
+            else None
+        )
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await services.aclose()
 
     app = FastAPI(

@@ -387,3 +387,26 @@ async def test_sessions_ended_elsewhere_are_swept(tmp_path: Path) -> None:
         token = received[0].form()["logout_token"]
         assert _unverified(token)["sid"] == ended_sid
         assert await logout.participants(_unverified(live["id_token"])["sid"]) == [client.client_id]
+
+
+async def test_the_running_server_sweeps_sessions_ended_elsewhere(tmp_path: Path) -> None:
+    async with (
+        environment(tmp_path, backchannel_sweep_interval=0.05) as env,
+        document_server() as receiver,
+    ):
+        receiver.routes["/bc"] = Route(status=200, body=b"")
+        await env.user()
+        client, secret = await env.register_client(
+            "RP",
+            redirect_uris=[REDIRECT],
+            metadata={"backchannel_logout_uri": f"http://127.0.0.1:{receiver.port}/bc"},
+        )
+        async with env.app.router.lifespan_context(env.app):  # the server's start-up and shutdown
+            async with env.client() as http:
+                signed_in = await sign_in_to(env, http, client, secret)
+            sid = _unverified(signed_in["id_token"])["sid"]
+            assert receiver.received == []
+            # Ended by an admin, not through /oidc/logout: the server's own sweep tells the client.
+            assert await env.services.sessions.end(sid, "ended_by_admin")
+            received = await receiver.wait_for(1)
+            assert _unverified(received[0].form()["logout_token"])["sid"] == sid
