@@ -36,6 +36,9 @@ def json_body(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise validation(f"invalid JSON body: {exc}") from None
+    except RecursionError:
+        # A body of thousands of nested arrays: refuse it like any other malformed body.
+        raise validation("invalid JSON body: nested too deeply") from None
     if not isinstance(data, dict):
         raise validation("the request body must be a JSON object")
     return data

@@ -396,3 +396,46 @@ async def test_bad_ids_unknown_stores_models_and_paths(api: httpx.AsyncClient) -
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     r = await api.post("/stores", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
+
+
+async def test_hostile_bodies_are_validation_errors(api: httpx.AsyncClient) -> None:
+    store_id, _ = await new_store_with_model(api)
+    bodies = [
+        b"[" * 30000 + b"]" * 30000,  # nesting deep enough to exhaust a recursive parser
+        b'{"tuple_key": [1, 2, 3]}',
+        b'{"tuple_key": {"user": 5, "relation": "viewer", "object": "document:1"}}',
+        b'{"tuple_key": {"user": "user:a", "relation": "viewer", "object": "document:1"}, "context": [1]}',
+        b'{"tuple_key": {"user": "user:a", "relation": "viewer", "object": "document:1"}, '
+        b'"contextual_tuples": {"tuple_keys": "nope"}}',
+        b'{"tuple_key": {"user": "user:a", "relation": "viewer", "object": "document:1"}, '
+        b'"consistency": "EVENTUAL"}',
+        b'{"tuple_key": {"user": "user:a", "relation": "viewer", "object": "document:1"}, '
+        b'"authorization_model_id": "not-a-ulid"}',
+        b"\xff\xfe not utf-8",
+    ]
+    for raw in bodies:
+        r = await api.post(
+            f"/stores/{store_id}/check", content=raw, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400, (raw[:60], r.text)
+        assert r.json()["code"] == "validation_error", (raw[:60], r.text)
+    r = await api.post(
+        f"/stores/{store_id}/list-users",
+        json={
+            "object": {"type": "document", "id": "1"},
+            "relation": "viewer",
+            "user_filters": [{"type": "user"}] * 2,
+        },
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_error"
+    r = await api.post(
+        f"/stores/{store_id}/batch-check",
+        json={"checks": [{"tuple_key": tk("user:a", "viewer", "document:1"), "correlation_id": "bad id!"}]},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_error"
+    r = await api.post(
+        f"/stores/{store_id}/write",
+        json={"writes": {"tuple_keys": [tk("user:a", "owner", "document:1")], "on_duplicate": "overwrite"}},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "validation_error"
+    assert await _tuple_count(api, store_id) == 0
