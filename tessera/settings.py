@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(5.0, ge=0, le=300, description="Seconds clients, APIs and keys stay cached.")
     jwks_uri_cache_ttl: int = Field(300, ge=0, description="Seconds a client's fetched jwks_uri is reused.")
     client_id_metadata_document_supported: bool = Field(
-        False, description="Accept https URLs as client_id (Client ID Metadata Documents)."
+        True,
+        description="Accept https URLs as client_id (Client ID Metadata Documents, which MCP clients prefer); "
+        "documents are fetched with SSRF protection (public addresses only, 5 s, 5 KB, no redirects).",
     )
     # oauth extras: dynamic registration, Client ID Metadata Documents, logout (tessera/oauth/registration.py,
     # metadata_documents.py, logout.py).
