@@ -450,7 +450,35 @@ class TypeSystem:
                 if n not in bad and outs & bad:
                     bad.add(n)
                     changed = True
+        cyclic = frozenset(n for n in edges if sizes[comp[n]] > 1 or n in edges[n])
+        self.cache["relation_graph"] = {"edges": edges, "cyclic": cyclic}
         return simple, frozenset(bad)
+
+    def set_evaluable(self, type_: str, relation: str) -> bool:
+        """Whether everything ``type#relation`` depends on is free of cycles, apart from nesting kinds
+        (answered from the user's side): then many objects can be resolved at once, set by set."""
+        memo = self.cache.setdefault("set_evaluable", {})
+        hit = memo.get((type_, relation))
+        if hit is not None:
+            return bool(hit)
+        self._cycles  # noqa: B018 - builds the relation graph
+        graph = self.cache["relation_graph"]
+        seen: set[tuple[str, str]] = set()
+        todo = [(type_, relation)]
+        ok = True
+        while todo and ok:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            if self.nesting_kind(*node) and node != (type_, relation):
+                continue
+            if node in graph["cyclic"]:
+                ok = False
+                break
+            todo.extend(graph["edges"].get(node, ()))
+        memo[(type_, relation)] = ok
+        return ok
 
     def nesting_kind(self, type_: str, relation: str) -> bool:
         """Whether ``type#relation`` is a plain nesting relation (``member: [user, group#member]``): directly

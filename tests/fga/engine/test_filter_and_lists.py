@@ -172,3 +172,76 @@ async def test_list_objects_verifies_candidates_from_exclusion_and_intersection(
         ListObjectsRequest(sid, "document", "editor", "user:u", contextual_tuples=ctx)
     )
     assert sorted(editor.objects) == ["document:3", "document:4"]
+
+
+ACYCLIC = """model
+  schema 1.1
+type user
+type team
+  relations
+    define member: [user, team#member]
+type org
+  relations
+    define owner: [user]
+    define member: [user, team#member] or owner
+    define reader: [user, org#member]
+type repo
+  relations
+    define owner: [org]
+    define blocked: [user, team#member]
+    define admin: [user, team#member]
+    define writer: [user, team#member] or admin
+    define reader: ([user, user:*, team#member] or writer or reader from owner) but not blocked
+    define triager: writer and reader
+type document
+  relations
+    define repo: [repo]
+    define viewer: [user, team#member] or reader from repo
+    define editor: triager from repo
+"""
+
+
+def _acyclic_graph(seed: int) -> list[TupleKey]:
+    rnd = random.Random(seed)
+    out = [tk(f"team:t{i}", "member", f"team:t{rnd.randrange(i)}#member") for i in range(1, 12)]
+    out += [tk(f"team:t{rnd.randrange(12)}", "member", f"user:u{u}") for u in range(6) for _ in range(2)]
+    for o in range(3):
+        out.append(tk(f"org:o{o}", rnd.choice(["owner", "member"]), f"user:u{rnd.randrange(6)}"))
+        out.append(tk(f"org:o{o}", "reader", f"org:o{rnd.randrange(3)}#member"))
+    for r in range(20):
+        out.append(tk(f"repo:r{r}", "owner", f"org:o{rnd.randrange(3)}"))
+        for rel in ("blocked", "admin", "writer", "reader"):
+            if rnd.random() < 0.3:
+                who = rnd.choice([f"user:u{rnd.randrange(6)}", f"team:t{rnd.randrange(12)}#member"])
+                out.append(tk(f"repo:r{r}", rel, who))
+        if rnd.random() < 0.1:
+            out.append(tk(f"repo:r{r}", "reader", "user:*"))
+    for d in range(60):
+        out.append(tk(f"document:d{d}", "repo", f"repo:r{rnd.randrange(20)}"))
+        if rnd.random() < 0.1:
+            out.append(tk(f"document:d{d}", "viewer", f"team:t{rnd.randrange(12)}#member"))
+    return list(dict.fromkeys(out))
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_set_at_a_time_filter_agrees_with_check(seed: int) -> None:
+    ds = CountingDatastore()
+    svc, sid, _ = await setup(ACYCLIC, _acyclic_graph(seed), ds=ds)
+    ts = await svc.typesystem(sid)
+    assert ts.set_evaluable("document", "viewer") and ts.set_evaluable("document", "editor")
+    sets = FGAService(ds, config=EngineConfig(filter_reverse_budget=0))
+    docs = [f"document:d{d}" for d in range(60)] + ["document:none"]
+    positives = 0
+    for user in [f"user:u{u}" for u in range(6)] + ["team:t3#member"]:
+        for relation in ("viewer", "editor"):
+            expected = [
+                d
+                for d in docs
+                if await allowed(svc, sid, d, relation, user, consistency="HIGHER_CONSISTENCY")
+            ]
+            ds.calls = 0
+            got = await sets.filter_objects(FilterRequest(sid, user, relation, docs))
+            assert got == expected, (user, relation)
+            assert ds.calls < 40
+            positives += len(got)
+    assert positives > 20
