@@ -6,6 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tessera.fga.language import (
     DSLSyntaxError,
@@ -160,3 +162,91 @@ def test_comments_in_condition_bodies_are_dropped_as_openfga_does() -> None:
     )
     model = transform_dsl_to_json(dsl)
     assert model["conditions"]["c"]["expression"] == "x < 1\n  && x > 0# d"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_model_like = st.fixed_dictionaries(
+    {
+        "schema_version": st.sampled_from(["1.1", "1.2", 1, None]),
+        "type_definitions": st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["user", "doc", 3]), "relations": _json, "metadata": _json}
+            ),
+            max_size=3,
+        ),
+    },
+    optional={"conditions": _json},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_json, _model_like))
+def test_arbitrary_json_never_crashes_the_validator_or_the_writer(model: Any) -> None:
+    try:
+        validate_json_model(model)
+    except ModelValidationError as exc:
+        assert exc.errors
+    try:
+        transform_json_to_dsl(model)
+    except ModelValidationError as exc:
+        assert exc.errors
+
+
+_dsl_alphabet = st.sampled_from(
+    [
+        "model",
+        "schema",
+        "1.1",
+        "type",
+        "relations",
+        "define",
+        "user",
+        "doc",
+        "a",
+        ":",
+        "[",
+        "]",
+        "(",
+        ")",
+        ",",
+        "#",
+        "*",
+        " or ",
+        " and ",
+        " but not ",
+        " from ",
+        " with ",
+        "condition",
+        "{",
+        "}",
+        "<",
+        ">",
+        "int",
+        "\n",
+        "  ",
+        "\t",
+        "'",
+        '"',
+        "module",
+        "extend",
+        "&",
+        "=",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_dsl_alphabet, max_size=40).map("".join))
+def test_arbitrary_text_is_a_model_or_a_syntax_error(text: str) -> None:
+    try:
+        model = transform_dsl_to_json(text, validate=False)
+    except DSLSyntaxError as exc:
+        assert exc.errors and all(e.line is not None for e in exc.errors)
+        return
+    assert isinstance(model, dict)
