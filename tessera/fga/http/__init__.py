@@ -43,7 +43,7 @@ def router(services: Services) -> APIRouter:
         verifier=lambda: services.oauth.tokens,
         now=services.clock.now,
     )
-    return _routes(services.fga, auth)
+    return _routes(services.fga, auth, base_url=api_identifier(settings.issuer))
 
 
 async def register_api(services: Services) -> bool:

@@ -28,7 +28,7 @@ from tessera.fga.engine.service import (
     ListUsersRequest,
 )
 from tessera.fga.engine.store import ReadFilter
-from tessera.fga.http import parse
+from tessera.fga.http import authzen, parse
 from tessera.fga.http.auth import ADMIN, READ, WRITE, FGAAuthenticator, FGAAuthError
 
 log = logging.getLogger("tessera.fga")
@@ -58,7 +58,8 @@ class FGARoute(APIRoute):
         return run
 
 
-def router(service: FGAService, auth: FGAAuthenticator) -> APIRouter:
+def router(service: FGAService, auth: FGAAuthenticator, *, base_url: str) -> APIRouter:
+    """Every route of the API; ``base_url`` (``<issuer>/fga``) makes AuthZEN's absolute endpoint URLs."""
     api = APIRouter(route_class=FGARoute, tags=["fga"])
     read = Depends(auth.require(READ))
     write = Depends(auth.require(WRITE))
@@ -354,6 +355,10 @@ def router(service: FGAService, auth: FGAAuthenticator) -> APIRouter:
             consistency=parse.consistency(data, where),
         )
         return (await service.list_users(req)).to_json()
+
+    # --- AuthZEN ([Experimental] in OpenFGA's API) ------------------------------------------------------
+
+    authzen.add_routes(api, service, auth, base_url)
 
     # --- anything else under /fga -----------------------------------------------------------------------
 
