@@ -75,29 +75,31 @@ async def filter_ids(
 ) -> set[str]:
     """The ids among ``object_ids`` that ``res.user`` has ``relation`` with.
 
-    Two strategies, chosen per request: first the user's side, walking backwards from the user (ListObjects'
-    reverse expansion) within a budget of ``reverse_budget`` facts; when the user reaches fewer objects than
-    that, the answer is an intersection with the candidates and costs a few reverse reads whatever the number
-    of candidates. A user who reaches more (an administrator) falls back to the candidates' side: forward
-    checks of all candidates at once (:func:`check_many`). Candidates the walk leaves undecided (cycles,
-    conditions) or found deeper than the depth limit get the forward check too, so the answer is Check's.
+    Three strategies, in this order. When nothing the relation depends on has cycles (groups in groups
+    aside), :class:`SetEvaluator` resolves all candidates set by set: one batched read per rewrite step,
+    whoever the user is. Otherwise the user's side is tried: a backwards walk from the user (ListObjects'
+    reverse expansion) within ``reverse_budget`` facts, intersected with the candidates; a user who reaches
+    more falls back to the candidates' side, per object but all at once (:func:`check_many`). Candidates
+    the walk leaves undecided (cycles, conditions) or found deeper than the depth limit get the per-object
+    check too, so the answer is Check's.
     """
     ids = list(dict.fromkeys(object_ids))
     if not ids:
         return set()
     from tessera.fga.engine.list_objects import closure
 
+    if res.ts.set_evaluable(object_type, relation):
+        # Without cycles, set-at-a-time costs one batched read per rewrite step whoever the user is.
+        was = res.reader.batching
+        res.reader.batching = True
+        try:
+            return await SetEvaluator(res).relation(object_type, set(ids), relation, 0)
+        except _Fallback:
+            pass
+        finally:
+            res.reader.batching = was
     cl = await closure(res, object_type, relation, reverse_budget) if reverse_budget else None
     if cl is None:
-        if res.ts.set_evaluable(object_type, relation):
-            was = res.reader.batching
-            res.reader.batching = True
-            try:
-                return await SetEvaluator(res).relation(object_type, set(ids), relation, 0)
-            except _Fallback:
-                pass
-            finally:
-                res.reader.batching = was
         verdicts = await check_many(res, object_type, relation, ids)
         return {i for i, ok in zip(ids, verdicts, strict=True) if ok}
     allowed: set[str] = set()
@@ -162,10 +164,9 @@ class SetEvaluator:
         if isinstance(rw, Computed):
             return await self.relation(otype, ids, rw.relation, depth + 1)
         if isinstance(rw, TupleToUserset):
-            order = sorted(ids)
-            rows = await asyncio.gather(*(reader.all(otype, i, rw.tupleset) for i in order))
+            rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
             parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
-            for i, found in zip(order, rows, strict=True):
+            for i, found in rows.items():
                 for k in found:
                     pt, _, pid = k.user.partition(":")
                     if "#" in pid or res.ts.get_relation(pt, rw.computed) is None or not self._holds(k):
@@ -213,18 +214,16 @@ class SetEvaluator:
         allowed: set[str] = set()
         if names:
             wanted = tuple(dict.fromkeys(names))
-            order = sorted(ids)
-            rows = await asyncio.gather(*(reader.direct(otype, i, relation, wanted) for i in order))
-            for i, found in zip(order, rows, strict=True):
+            for i, found in (await reader.direct_many(otype, sorted(ids), relation, wanted)).items():
                 if any(self._holds(k) for k in found):
                     allowed.add(i)
         refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
         remaining = sorted(ids - allowed)
         if not refs or not remaining:
             return allowed
-        rows = await asyncio.gather(*(reader.usersets(otype, i, relation, refs) for i in remaining))
+        rows = await reader.usersets_many(otype, remaining, relation, refs)
         by_kind: dict[tuple[str, str], dict[str, set[str]]] = {}  # (type, rel) -> set id -> object ids
-        for i, found in zip(remaining, rows, strict=True):
+        for i, found in rows.items():
             for k in found:
                 if not self._holds(k):
                     continue

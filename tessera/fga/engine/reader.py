@@ -91,6 +91,34 @@ class RequestReader:
     async def all(self, otype: str, oid: str, relation: str) -> list[TupleKey]:
         return await self._read((_ALL, otype, relation, None), oid)
 
+    # --- reads of many objects at once (set-at-a-time evaluation) -----------------------------------------
+
+    async def direct_many(
+        self, otype: str, oids: Sequence[str], relation: str, users: tuple[str, ...]
+    ) -> dict[str, list[TupleKey]]:
+        return await self._read_many((_DIRECT, otype, relation, users), oids)
+
+    async def usersets_many(
+        self, otype: str, oids: Sequence[str], relation: str, refs: tuple[tuple[str, str], ...]
+    ) -> dict[str, list[TupleKey]]:
+        return await self._read_many((_USERSETS, otype, relation, refs), oids)
+
+    async def all_many(self, otype: str, oids: Sequence[str], relation: str) -> dict[str, list[TupleKey]]:
+        return await self._read_many((_ALL, otype, relation, None), oids)
+
+    async def _read_many(self, ck: tuple[Any, ...], oids: Sequence[str]) -> dict[str, list[TupleKey]]:
+        """One storage read for every id not cached yet."""
+        cache = self._cache.setdefault(ck, {})
+        missing = [o for o in dict.fromkeys(oids) if o not in cache]
+        if missing and ck[0] != _ALL:
+            full = self._cache.get((_ALL, ck[1], ck[2], None), {})
+            for o in [o for o in missing if o in full]:
+                cache[o] = _narrow(full[o], ck)
+            missing = [o for o in missing if o not in cache]
+        if missing:
+            await self._fetch(ck, missing)
+        return {o: cache[o] for o in oids}
+
     async def _read(self, ck: tuple[Any, ...], oid: str) -> list[TupleKey]:
         cache = self._cache.setdefault(ck, {})
         hit = cache.get(oid)
