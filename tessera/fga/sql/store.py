@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from tessera.core.clock import Clock
 from tessera.fga.engine.errors import ErrorCode, FGAError
@@ -474,7 +475,16 @@ class SQLDatastore:
                 rows.append(_tuple_row(store_id, key, now))
                 changes.append(_change_row(store_id, key, 0, now))
             if rows:
-                await conn.execute(insert(fga_tuples), rows)
+                try:
+                    await conn.execute(insert(fga_tuples), rows)
+                except IntegrityError:
+                    # A concurrent request wrote one of these tuples after we looked (PostgreSQL runs writers
+                    # side by side): the same answer as a duplicate seen before the insert.
+                    raise FGAError(
+                        ErrorCode.write_failed_due_to_invalid_input,
+                        "cannot write a tuple which already exists: tuple to be written already existed or "
+                        "the tuple to be deleted did not exist",
+                    ) from None
             if changes:
                 await conn.execute(insert(fga_changes), changes)
 

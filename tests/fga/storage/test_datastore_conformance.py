@@ -338,3 +338,20 @@ async def test_read_object_tuples_gives_every_relation_or_none_past_the_limit(
     }
     assert await ds.read_object_tuples(store_id, "doc:1", 1) is None
     assert await ds.read_object_tuples(store_id, "doc:9", 10) == []
+
+
+async def test_concurrent_writes_of_one_tuple_write_it_once(ds: SQLDatastore, store_id: str) -> None:
+    import asyncio
+
+    async def attempt() -> str:
+        try:
+            await ds.write(store_id, [], [tk("doc:race", "viewer", "user:a")])
+        except FGAError as exc:
+            return exc.error_code.name
+        return "ok"
+
+    outcomes = await asyncio.gather(*(attempt() for _ in range(6)))
+    assert sorted(outcomes) == ["ok"] + ["write_failed_due_to_invalid_input"] * 5
+    assert len(await ds.read_by_objects(store_id, "doc", "viewer", ["race"])) == 1
+    changes, _ = await ds.read_changes(store_id, "", 100, None, None)
+    assert len(changes) == 1
