@@ -391,9 +391,6 @@ class Parser:
                 self.skip_ws()
                 self.advance()
                 rel = self._define()
-                if rel is None:
-                    typedef.broken = True
-                    continue
                 if any(r.name.text == rel.name.text for r in typedef.relations):
                     self.errors.append(
                         self._at(f"'{rel.name.text}' is already defined in '{name.text}'", rel.name)
@@ -409,7 +406,7 @@ class Parser:
             k += 1
         return self.peek(k)
 
-    def _define(self) -> RelationDef | None:
+    def _define(self) -> RelationDef:
         errors_before = len(self.errors)
         self.expect_ws(follows=_is_name)
         name = self.name()
