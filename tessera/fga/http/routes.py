@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
+from tessera.core.errors import TesseraError
 from tessera.fga.engine.errors import ErrorCode, FGAError, validation
 from tessera.fga.engine.list_users import UserFilter
 from tessera.fga.engine.service import (
@@ -54,6 +55,14 @@ class FGARoute(APIRoute):
                 return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
             except FGAError as exc:
                 return _fga_error(exc)
+            except TesseraError:
+                raise  # the app's handler answers {"code", "message"} with the error's own status
+            except Exception:
+                # OpenFGA's InternalErrorMessageResponse; the details go to the log, not to the client.
+                log.exception("internal error in %s %s", request.method, request.url.path)
+                return JSONResponse(
+                    {"code": "internal_error", "message": "Internal Server Error"}, status_code=500
+                )
 
         return run
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
+from tessera.services import Services
 from tests.fga.server.conftest import model_json, new_store, new_store_with_model, tk
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
@@ -439,3 +441,17 @@ async def test_hostile_bodies_are_validation_errors(api: httpx.AsyncClient) -> N
     )
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     assert await _tuple_count(api, store_id) == 0
+
+
+async def test_an_unexpected_failure_is_openfgas_internal_error(
+    api: httpx.AsyncClient, fga_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_id, _ = await new_store_with_model(api)
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(fga_services.fga_datastore, "read_page", broken)
+    r = await api.post(f"/stores/{store_id}/read", json={})
+    assert r.status_code == 500
+    assert r.json() == {"code": "internal_error", "message": "Internal Server Error"}  # no details leak
