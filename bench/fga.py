@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -376,7 +377,11 @@ def _fga_binary() -> str:
 
 def _run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the child (user + system): what the run costs without the machine's other load.
+    proc.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # type: ignore[attr-defined]
     return time.perf_counter() - t0, proc
 
 
@@ -406,16 +411,20 @@ def whole_process(args: argparse.Namespace) -> dict[str, Any]:
     # The same command without importing the rest of Tessera's CLI (the server, OAuth, ...).
     light_cmd = [sys.executable, "-m", "tessera.fga.cli", "test", str(path)]
     fga_times, tessera_times, light_times = [], [], []
+    cpu: dict[str, list[float]] = {"fga": [], "tessera": [], "light": []}
     fga_counts = tessera_counts = light_counts = (0, 0)
     for _ in range(args.repeat):
         seconds, proc = _run(fga_cmd)
         fga_times.append(seconds)
+        cpu["fga"].append(proc.cpu)  # type: ignore[attr-defined]
         fga_counts = _fga_counts(proc)
         seconds, proc = _run(tessera_cmd)
         tessera_times.append(seconds)
+        cpu["tessera"].append(proc.cpu)  # type: ignore[attr-defined]
         tessera_counts = _tessera_counts(proc)
         seconds, proc = _run(light_cmd)
         light_times.append(seconds)
+        cpu["light"].append(proc.cpu)  # type: ignore[attr-defined]
         light_counts = _tessera_counts(proc)
     return {
         "file": str(path),
@@ -426,6 +435,7 @@ def whole_process(args: argparse.Namespace) -> dict[str, Any]:
         "fga_counts": fga_counts,
         "tessera_counts": tessera_counts,
         "light_counts": light_counts,
+        "cpu": {name: min(values) for name, values in cpu.items()},
     }
 
 
@@ -463,6 +473,11 @@ def main() -> None:
         verdict = "same results" if same else "RESULTS DIFFER"
         print(f"  ratio fga/tessera  {fga_s / tessera_s:.2f}x  ({verdict}; goal >= 1x, aim 4x)")
         print(f"  ratio fga/python -m tessera.fga.cli  {fga_s / light_s:.2f}x")
+        c = wp["cpu"]
+        print(
+            f"  CPU seconds (user+sys): fga {c['fga']:.2f}, tessera fga test {c['tessera']:.2f}, "
+            f"python -m tessera.fga.cli {c['light']:.2f}"
+        )
 
     if not args.skip_in_process:
         r = asyncio.run(in_process(args))
