@@ -110,6 +110,12 @@ def test_fga_cli_drives_tessera(live_cli: Live, tmp_path: Path) -> None:
     )  # fmt: skip
     assert sorted(u["object"]["id"] for u in users["users"]) == ["anne", "bob"]  # bob through group:eng
 
+    # list-relations runs one check per relation of the type (the Go SDK batches them).
+    relations = fga.json("query", "list-relations", "--store-id", store_id, "user:anne", "document:roadmap")
+    assert sorted(relations["relations"]) == ["viewer"]
+    expanded = fga.json("query", "expand", "--store-id", store_id, "owner", "folder:plans")
+    assert expanded["tree"]["root"]["leaf"]["users"]["users"] == ["user:anne"]
+
     read = fga.json("tuple", "read", "--store-id", store_id, "--object", "group:eng")
     assert [t["key"]["user"] for t in read["tuples"]] == ["user:bob"]
 
