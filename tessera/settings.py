@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     risk_mmdb: list[Path] = Field(
         default_factory=list, description="MaxMind .mmdb files (City, Country or ASN) looked up before built-in data."
     )
-    risk_step_up_threshold: float = Field(1.5, description="Risk score from which a login asks for a second factor.")
-    risk_deny_threshold: float = Field(4.0, description="Risk score from which a login is denied.")
+    risk_step_up_threshold: float = Field(0.5, description="Risk score from which a login asks for a second factor.")
+    risk_deny_threshold: float = Field(5.0, description="Risk score from which a login is denied.")
     risk_end_session_threshold: float = Field(2.5, description="Risk score from which a live session is ended.")
 
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")

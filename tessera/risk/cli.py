@@ -151,8 +151,11 @@ def eval_command(
     if not rows:
         typer.secho("error: the log has no rows", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    values = _read_scores(scores, rows) if scores else [s.score for s in _replay(rows, learn)]
-    report: Report = evaluate(labelled(rows), values, per_history=not global_threshold)
+    replayed = None if scores else _replay(rows, learn)
+    values = _read_scores(scores, rows) if scores else [s.score for s in replayed or []]
+    logins = labelled(rows)
+    report: Report = evaluate(logins, values, per_history=not global_threshold)
+    decisions = _decisions(logins, replayed) if replayed is not None else None
     if not report.cells:
         typer.secho(
             "error: no attacks labelled naive, vpn, targeted or very_targeted in the log",
@@ -172,11 +175,36 @@ def eval_command(
     if as_json:
         data = report.to_json()
         data["plot"] = str(target) if plotted else None
+        data["decisions"] = decisions
         typer.echo(json.dumps(data, indent=2))
         return
     typer.echo(report.table())
+    if decisions:
+        typer.echo("")
+        typer.echo("decisions at the default policy (share of each kind of login):")
+        typer.echo("| logins | count | allow | step_up | deny |")
+        typer.echo("| --- | --- | --- | --- | --- |")
+        for kind, row in decisions.items():
+            shares = " | ".join(f"{row[d]:.1%}" for d in ("allow", "step_up", "deny"))
+            typer.echo(f"| {kind} | {row['count']:.0f} | {shares} |")
     if plotted:
         typer.echo(f"plot: {target}")
+
+
+def _decisions(logins: list[LabelledLogin], scored: list[Scored]) -> dict[str, dict[str, float]]:
+    """How the policy's thresholds treat each kind of login (successful logins; every stuffing attempt)."""
+    counts: dict[str, dict[str, float]] = {}
+    for login, item in zip(logins, scored, strict=True):
+        kind = login.attack or "legitimate"
+        if not login.success and kind != "stuffing":
+            continue
+        row = counts.setdefault(kind, {"count": 0.0, "allow": 0.0, "step_up": 0.0, "deny": 0.0})
+        row["count"] += 1
+        row[item.decision.value] = row.get(item.decision.value, 0.0) + 1
+    return {
+        kind: {"count": row["count"], **{d: row[d] / row["count"] for d in ("allow", "step_up", "deny")}}
+        for kind, row in sorted(counts.items())
+    }
 
 
 def main() -> None:  # pragma: no cover - for python -m

@@ -388,7 +388,7 @@ class RiskEngine:
             score += term.log10
             reasons.append(Reason(term.code, term.log10, term.message, term.user_message))
         self._update_world(f)
-        decision = decide(score, self.config.policy, forced)
+        decision = decide(score, self.config.policy, forced, history=profile.logins)
         signals: dict[str, object] = {
             "country": f.country,
             "city": f.city,
@@ -517,7 +517,7 @@ class RiskEngine:
             )
             score += 3.0
             forced.append(Decision.END_SESSION)
-        decision = decide(score, self.config.policy, forced, session=True)
+        decision = decide(score, self.config.policy, forced, session=True, history=profile.logins)
         return Assessment(
             round(score, 4), decision, reasons, profile.logins, {"country": f.country, "asn": f.asn}
         )

@@ -12,15 +12,19 @@ def stricter(a: Decision, b: Decision) -> Decision:
     return a if _ORDER.index(a) >= _ORDER.index(b) else b
 
 
-def decide(score: float, policy: Policy, forced: list[Decision], *, session: bool = False) -> Decision:
-    """Login: allow below ``step_up``, step-up below ``deny``, deny above. Session: allow, step-up, or end the
-    session above ``end_session``. A hard rule (``forced``) can only make the decision stricter."""
+def decide(
+    score: float, policy: Policy, forced: list[Decision], *, session: bool = False, history: int = 0
+) -> Decision:
+    """Login: allow below the step-up threshold (``policy.step_up_for(history)``), step up below
+    ``deny``, deny above. Session: allow, step up, or end the session above ``end_session``. A hard rule
+    (``forced``) can only make the decision stricter."""
+    step_up = policy.step_up_for(history)
     if session:
         decision = (
             Decision.END_SESSION
             if score >= policy.end_session
             else Decision.STEP_UP
-            if score >= policy.step_up
+            if score >= step_up
             else Decision.ALLOW
         )
     else:
@@ -28,7 +32,7 @@ def decide(score: float, policy: Policy, forced: list[Decision], *, session: boo
             Decision.DENY
             if score >= policy.deny
             else Decision.STEP_UP
-            if score >= policy.step_up
+            if score >= step_up
             else Decision.ALLOW
         )
     for rule in forced:

@@ -318,3 +318,18 @@ async def test_session_check_ends_a_hijacked_session(engine: RiskEngine) -> None
     )
     assert stolen.decision == Decision.END_SESSION
     assert {"session_device_changed", "session_network_changed"} <= {r.code for r in stolen.reasons}
+
+
+def test_policy_thresholds_by_history() -> None:
+    from tessera.risk.config import Policy
+    from tessera.risk.policy import decide
+
+    policy = Policy(step_up=1.5, deny=5.0, step_up_by_history=((12, 0.5), (40, -0.2)))
+    assert decide(1.0, policy, [], history=3) == Decision.ALLOW
+    assert decide(1.0, policy, [], history=12) == Decision.STEP_UP
+    assert decide(0.0, policy, [], history=39) == Decision.ALLOW
+    assert decide(0.0, policy, [], history=40) == Decision.STEP_UP
+    assert decide(6.0, policy, [], history=40) == Decision.DENY
+    assert decide(-3.0, policy, [Decision.DENY], history=40) == Decision.DENY  # hard rules win
+    assert decide(3.0, policy, [], session=True) == Decision.END_SESSION
+    assert decide(-3.0, policy, [Decision.DENY], session=True) == Decision.END_SESSION
