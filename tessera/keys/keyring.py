@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,8 @@ from tessera.core.sealing import Sealer
 from tessera.keys.store import KeyRecord, KeyStore
 from tessera.settings import Settings
 from tessera.storage.database import Database
+
+log = logging.getLogger("tessera.keys")
 
 # Algorithms Tessera signs with, and the curve each needs.
 SUPPORTED_ALGS = {"ES256": "P-256", "EdDSA": "Ed25519", "Ed25519": "Ed25519"}
@@ -80,6 +83,8 @@ class KeyRing:
         self._unsealed: dict[str, ECKey | OKPKey] = {}
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._dirty = True  # the next use must wait for a reload (first use, or a rotation made here)
+        self._refreshing: asyncio.Task[None] | None = None
 
     @property
     def max_token_lifetime(self) -> int:
@@ -122,7 +127,7 @@ class KeyRing:
         else:
             await self._rotate_in(conn, record)
         self._unsealed[record.kid] = key
-        self._loaded_at = float("-inf")  # re-read on next use
+        self._dirty = True  # re-read on next use
         return SigningKey(record.kid, record.alg, key, record.created_at, None)
 
     async def _rotate_in(self, conn: AsyncConnection, record: KeyRecord) -> None:
@@ -158,22 +163,38 @@ class KeyRing:
         self._keys = keys
         self._by_kid = {k.kid: k for k in keys}
         self._loaded_at = self._clock.now()
+        self._dirty = False
+
+    def _stale(self) -> bool:
+        # Also stale when the clock went backwards (tests move FrozenClocks).
+        return not (0 <= self._clock.now() - self._loaded_at < self._settings.cache_ttl)
 
     async def _fresh(self, *, force: bool = False) -> list[SigningKey]:
-        now = self._clock.now()
-        # A monotonic-ish guard: also reload when the clock went backwards (tests move FrozenClocks).
-        if force or not self._keys or not (0 <= now - self._loaded_at < self._settings.cache_ttl):
+        if force or self._dirty or not self._keys:
             async with self._lock:
-                if (
-                    force
-                    or not self._keys
-                    or not (0 <= self._clock.now() - self._loaded_at < self._settings.cache_ttl)
-                ):
+                if force or self._dirty or not self._keys:
                     await self._reload()
+        elif self._stale() and (self._refreshing is None or self._refreshing.done()):
+            # Stale: keep answering from memory and re-read once in the background, so that requests never
+            # queue behind the database when the TTL runs out (the bound becomes TTL + one read).
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         # Retirement is checked on every use, not only on reload: a key leaves the set on the second its
         # last token expires.
         cutoff = self._clock.now() - self.max_token_lifetime
         return [k for k in self._keys if k.retired_at is None or k.retired_at.timestamp() > cutoff]
+
+    async def _refresh(self) -> None:
+        try:
+            async with self._lock:
+                if self._stale():
+                    await self._reload()
+        except Exception:  # keep the keys we have; the next use tries again
+            log.warning("could not re-read the signing keys", exc_info=True)
+
+    async def settle(self) -> None:
+        """Wait for a background re-read, if one is running (shutdown, tests)."""
+        if self._refreshing is not None and not self._refreshing.done():
+            await self._refreshing
 
     async def active(self) -> SigningKey:
         keys = await self._fresh()

@@ -8,6 +8,8 @@ backchannel_logout_uri, ...), and the fields the server decides on are also colu
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +26,8 @@ from tessera.core.errors import Conflict, NotFound, ValidationFailed
 from tessera.core.ids import constant_time_equal, new_id, new_secret, sha256_hex
 from tessera.storage.database import Database
 from tessera.storage.schema import UTCDateTime, metadata
+
+log = logging.getLogger("tessera.oauth")
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 CONFIDENTIAL_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
@@ -340,6 +344,7 @@ class ClientCache:
         self._ttl = ttl
         self._max = max_entries
         self._entries: dict[str, tuple[float, Client | None]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         # Client ID Metadata Documents (tessera/oauth/metadata_documents.py): https client_ids are resolved
         # by fetching the URL; that resolver keeps its own HTTP-driven cache.
         self.url_resolver: Callable[[str], Awaitable[Client | None]] | None = None
@@ -347,15 +352,35 @@ class ClientCache:
     async def get(self, client_id: str) -> Client | None:
         if self.url_resolver is not None and client_id.startswith("https://"):
             return await self.url_resolver(client_id)
-        now = self._monotonic()
         hit = self._entries.get(client_id)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
+        if hit is None:
+            return await self._load(client_id)
+        if self._monotonic() - hit[0] >= self._ttl and client_id not in self._refreshing:
+            # Stale: answer from memory and re-read once in the background, so concurrent requests do not
+            # all queue for the database when the TTL runs out (the bound becomes TTL + one read).
+            self._refreshing[client_id] = asyncio.get_running_loop().create_task(self._refresh(client_id))
+        return hit[1]
+
+    async def _load(self, client_id: str) -> Client | None:
+        now = self._monotonic()
         client = await self._store.get(client_id)
         if len(self._entries) >= self._max:
             self._entries.clear()
         self._entries[client_id] = (now, client)
         return client
+
+    async def _refresh(self, client_id: str) -> None:
+        try:
+            await self._load(client_id)
+        except Exception:  # keep the entry we have; the next use tries again
+            log.warning("could not re-read client %s", client_id, exc_info=True)
+        finally:
+            self._refreshing.pop(client_id, None)
+
+    async def settle(self) -> None:
+        """Wait for background re-reads (shutdown, tests)."""
+        while self._refreshing:
+            await asyncio.gather(*self._refreshing.values(), return_exceptions=True)
 
     def forget(self, client_id: str) -> None:
         self._entries.pop(client_id, None)

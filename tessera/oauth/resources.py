@@ -6,6 +6,8 @@ with RFC 8707 ``resource`` (or Auth0's ``audience``). An unknown one is ``invali
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from tessera.core.errors import Conflict, ValidationFailed
 from tessera.core.ids import new_id
 from tessera.storage.database import Database
 from tessera.storage.schema import UTCDateTime, metadata
+
+log = logging.getLogger("tessera.oauth")
 
 oauth_apis = Table(
     "oauth_apis",
@@ -135,15 +139,38 @@ class ApiRegistry:
         self._ttl = ttl
         self._apis: dict[str, Api] = {}
         self._loaded_at = float("-inf")
+        self._dirty = True
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def _load(self) -> None:
+        started = self._monotonic()
+        self._apis = {api.identifier: api for api in await self._store.all()}
+        self._loaded_at = started
+        self._dirty = False
 
     async def by_identifier(self) -> dict[str, Api]:
-        if self._monotonic() - self._loaded_at >= self._ttl:
-            self._apis = {api.identifier: api for api in await self._store.all()}
-            self._loaded_at = self._monotonic()
+        if self._dirty:
+            await self._load()
+        elif self._monotonic() - self._loaded_at >= self._ttl and (
+            self._refreshing is None or self._refreshing.done()
+        ):
+            # Stale: answer from memory, re-read once in the background (the bound becomes TTL + one read).
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return self._apis
+
+    async def _refresh(self) -> None:
+        try:
+            await self._load()
+        except Exception:  # keep what we have; the next use tries again
+            log.warning("could not re-read the APIs", exc_info=True)
+
+    async def settle(self) -> None:
+        if self._refreshing is not None and not self._refreshing.done():
+            await self._refreshing
 
     async def get(self, identifier: str) -> Api | None:
         return (await self.by_identifier()).get(identifier)
 
     def forget(self) -> None:
-        self._loaded_at = float("-inf")
+        """Changes made through this process are seen at once."""
+        self._dirty = True

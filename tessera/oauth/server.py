@@ -201,6 +201,9 @@ class OAuthServer:
             log.exception("purging expired OAuth rows failed")
 
     async def aclose(self) -> None:
+        await self.clients.settle()
+        await self.apis.settle()
+        await self.services.keys.settle()
         if self._purge_task is not None:
             with contextlib.suppress(Exception):
                 await self._purge_task
