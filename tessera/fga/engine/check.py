@@ -79,6 +79,9 @@ class Resolution:
     # (type, relation) of a nesting kind -> {child id: [parent ids]} for the whole store, or None when it
     # cannot be had (see TypeSystem.nesting_kind); supplied by the service, which keeps it per revision.
     nesting: Callable[[str, str], Awaitable[dict[str, list[str]] | None]] | None = None
+    # Closures shared across requests (same store revision, model, user and context; no contextual tuples):
+    # (cache, scope), set by the service for cacheable requests.
+    shared_closures: tuple[TTLCache, tuple[Any, ...]] | None = None
     _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     async def closure(self, otype: str, relation: str) -> Any:
@@ -87,6 +90,12 @@ class Resolution:
         key = (otype, relation)
         if key in self.closures:
             return self.closures[key]
+        if self.shared_closures is not None:
+            cache, scope = self.shared_closures
+            found, value = cache.lookup((*scope, key))
+            if found:
+                self.closures[key] = value
+                return value
         computing = _COMPUTING.get()
         if (id(self), key) in computing or not self.closure_max_facts:
             return None  # asked from inside its own computation (a guard in the walk): go forward
@@ -107,6 +116,9 @@ class Resolution:
             finally:
                 _COMPUTING.reset(token)
             self.closures[key] = result
+            if self.shared_closures is not None:
+                cache, scope = self.shared_closures
+                cache.store((*scope, key), result)
             return result
 
     def condition_holds(self, key: TupleKey) -> bool:
@@ -417,6 +429,32 @@ class LocalChecker:
 class _Entry:
     allowed: bool
     expires: float
+
+
+class TTLCache:
+    """A small cache with a time to live and a size bound (oldest tenth dropped when full)."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[tuple[Any, ...], tuple[Any, float]] = {}
+
+    def lookup(self, key: tuple[Any, ...]) -> tuple[bool, Any]:
+        hit = self._entries.get(key)
+        if hit is None:
+            return False, None
+        if hit[1] < time.monotonic():
+            self._entries.pop(key, None)
+            return False, None
+        return True, hit[0]
+
+    def store(self, key: tuple[Any, ...], value: Any) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            for k in list(self._entries)[: self.max_entries // 10 or 1]:
+                del self._entries[k]
+        self._entries[key] = (value, time.monotonic() + self.ttl)
 
 
 class CachedChecker:

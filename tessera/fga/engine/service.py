@@ -25,6 +25,7 @@ from tessera.fga.engine.check import (
     CheckResolver,
     LocalChecker,
     Resolution,
+    TTLCache,
 )
 from tessera.fga.engine.errors import ErrorCode, FGAError, validation
 from tessera.fga.engine.expand import expand as expand_tree
@@ -218,6 +219,8 @@ class FGAService:
             self.checker, ttl=self.config.check_cache_ttl, max_entries=self.config.check_cache_entries
         )
         self.resolver: CheckResolver = self.cache
+        # The users' memberships (closures) of cacheable requests, for the same TTL as answers.
+        self.closure_cache = TTLCache(self.config.check_cache_ttl, self.config.check_cache_entries)
         # Models are immutable, so a parsed model can be kept for the life of the service.
         self._typesystems: dict[tuple[str, str], TypeSystem] = {}
         self._revisions: dict[str, int] = {}
@@ -474,6 +477,7 @@ class FGAService:
             self.config.max_depth,
             closure_max_facts=self.config.closure_max_facts,
             cache_key=cache_key,
+            shared_closures=(self.closure_cache, cache_key[:3] + cache_key[5:]) if cache_key else None,
             nesting=self._nesting_provider(req.store_id, ts) if self.config.nesting_index_max else None,
         )
         # The resolver chain: cache, then the local checker.

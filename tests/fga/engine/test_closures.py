@@ -180,3 +180,23 @@ type folder
     checker = LocalChecker()
     assert await checker.resolve(res, "folder", "c", "viewer")
     assert await checker.resolve(res, "folder", "a", "viewer")  # not a remembered "false" from c's loop
+
+
+async def test_memberships_are_reused_across_requests_until_a_write() -> None:
+    from tests.fga.engine.test_filter_and_lists import CountingDatastore
+
+    ds = CountingDatastore()
+    svc = FGAService(ds)
+    store = await svc.create_store("c")
+    await svc.write_authorization_model(store.id, transform_dsl_to_json(MODEL))
+    tuples = [tk(f"group:g{i}", "member", f"group:g{i + 1}#member") for i in range(6)]
+    tuples += [tk("group:g6", "member", "user:u"), tk("document:1", "viewer", "group:g0#member")]
+    tuples += [tk("document:2", "viewer", "group:g3#member"), tk("document:3", "viewer", "group:x#member")]
+    await svc.write(store.id, tuples)
+    assert await allowed(svc, store.id, "document:1", "viewer", "user:u")
+    ds.calls = 0
+    assert await allowed(svc, store.id, "document:2", "viewer", "user:u")
+    assert ds.calls <= 2  # the document's tuples; the user's groups came from the previous request
+    assert not await allowed(svc, store.id, "document:3", "viewer", "user:u")
+    await svc.write(store.id, [tk("group:x", "member", "user:u")])
+    assert await allowed(svc, store.id, "document:3", "viewer", "user:u")  # the write is seen at once
