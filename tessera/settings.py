@@ -65,8 +65,9 @@ class Settings(BaseSettings):
     jwks_uri_cache_ttl: int = Field(300, ge=0, description="Seconds a client's fetched jwks_uri is reused.")
     client_id_metadata_document_supported: bool = Field(
         True,
-        description="Accept https URLs as client_id (Client ID Metadata Documents, which MCP clients prefer); "
-        "documents are fetched with SSRF protection (public addresses only, 5 s, 5 KB, no redirects).",
+        description="Accept https URLs as client_id (Client ID Metadata Documents, which MCP clients "
+        "prefer); documents are fetched with SSRF protection (public addresses only, 5 s, 5 KB, "
+        "no redirects).",
     )
     # oauth extras: dynamic registration, Client ID Metadata Documents, logout (tessera/oauth/registration.py,
     # metadata_documents.py, logout.py).
@@ -78,17 +79,24 @@ class Settings(BaseSettings):
         2.0, gt=0, le=30, description="Seconds a back-channel logout POST may take."
     )
     backchannel_sweep_interval: float = Field(
-        5.0, ge=0, description="Seconds between sweeps that send back-channel logout for sessions ended "
+        5.0,
+        ge=0,
+        description="Seconds between sweeps that send back-channel logout for sessions ended "
         "elsewhere (sign-out page, admin API, CLI); 0 turns the sweep off.",
     )
 
     # risk: the threat detection engine (tessera/risk). Scores are log10 likelihood ratios plus pattern terms.
     risk_mmdb: list[Path] = Field(
-        default_factory=list, description="MaxMind .mmdb files (City, Country or ASN) looked up before built-in data."
+        default_factory=list,
+        description="MaxMind .mmdb files (City, Country or ASN) looked up before built-in data.",
     )
-    risk_step_up_threshold: float = Field(0.5, description="Risk score from which a login asks for a second factor.")
+    risk_step_up_threshold: float = Field(
+        0.5, description="Risk score from which a login asks for a second factor."
+    )
     risk_deny_threshold: float = Field(5.0, description="Risk score from which a login is denied.")
-    risk_end_session_threshold: float = Field(2.5, description="Risk score from which a live session is ended.")
+    risk_end_session_threshold: float = Field(
+        2.5, description="Risk score from which a live session is ended."
+    )
 
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
     # bench: FastAPI's own OpenTelemetry checks cost every request about 10 us even when no SDK is set up.

@@ -254,7 +254,10 @@ async def test_discovery_advertises_support(tmp_path: Path) -> None:
 
 
 async def test_disabled_means_unknown_client(tmp_path: Path) -> None:
-    async with environment(tmp_path, client_id_metadata_document_supported=False) as env, document_server() as server:
+    async with (
+        environment(tmp_path, client_id_metadata_document_supported=False) as env,
+        document_server() as server,
+    ):
         fetcher = LoopbackFetcher(server.port)
         env.services.oauth.metadata_documents.fetcher = fetcher
         server.routes["/oauth/client.json"] = route(document())
