@@ -25,6 +25,14 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TESSERA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# The team's shared folder sits beside the checkout (CI lays it there too): OpenFGA's reference cases.
+SHARED = Path(os.environ.get("TESSERA_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Tests that read shared/ skip with a reason when it is missing; CI must never skip them.
+    if IN_CI and not (SHARED / "reference" / "openfga").is_dir():
+        raise pytest.UsageError(f"CI needs the shared folder at {SHARED} (OpenFGA reference cases)")
 
 
 def _reachable(host: str, port: int) -> bool:
