@@ -251,8 +251,8 @@ def start_bare(procs: Processes) -> Server:
         str(port),
         "--client-id",
         client_id,
-        "--client-secret",
-        client_secret,
+        # With "=": a random secret may begin with "-", which would read as an option.
+        f"--client-secret={client_secret}",
         "--resource",
         RESOURCE,
         "--scope",
@@ -282,8 +282,8 @@ def start_oidc_provider(procs: Processes) -> Server:
         str(port),
         "--client-id",
         client_id,
-        "--client-secret",
-        client_secret,
+        # With "=": a random secret may begin with "-", which would read as an option.
+        f"--client-secret={client_secret}",
         "--resource",
         RESOURCE,
         "--scope",
