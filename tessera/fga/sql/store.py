@@ -155,6 +155,10 @@ def _identity(store_id: str, key: TupleKey) -> list[Any]:
     ]
 
 
+def _ident(key: TupleKey) -> tuple[str, str, str]:
+    return (key.object, key.relation, key.user)
+
+
 def _same_condition(row: Any, key: TupleKey) -> bool:
     return (row.condition_name or None) == (key.condition_name or None) and (row.condition_context or {}) == (
         dict(key.condition_context) if key.condition_context else {}
@@ -458,27 +462,36 @@ class SQLDatastore:
         on_duplicate: OnDuplicate = "error",
         on_missing: OnMissing = "error",
     ) -> None:
-        """Deletes, then writes, in one transaction; any conflict raises and the transaction rolls back."""
+        """Deletes, then writes, in one transaction; any conflict raises and the transaction rolls back.
+
+        One query finds which of the request's tuples exist (up to 100 a request), one deletes, one inserts.
+        """
         now = self._now()
         changes: list[dict[str, Any]] = []
         async with self.db.transaction() as conn:
+            existing = await self._existing(conn, store_id, [*deletes, *writes])
+            doomed = []
             for key in deletes:
-                result = await conn.execute(delete(fga_tuples).where(*_identity(store_id, key)))
-                if result.rowcount == 0:
+                if _ident(key) not in existing:
                     if on_missing == "ignore":
                         continue
                     raise write_conflict(key, existing=False)
+                doomed.append(key)
                 changes.append(_change_row(store_id, key, 1, now))
+            if doomed:
+                result = await conn.execute(
+                    delete(fga_tuples).where(or_(*[and_(*_identity(store_id, k)) for k in doomed]))
+                )
+                if result.rowcount != len(doomed):
+                    # A concurrent request deleted one of them after we looked.
+                    raise write_conflict(doomed[0], existing=False)
+            gone = {_ident(k) for k in doomed}
             rows: list[dict[str, Any]] = []
             for key in writes:
-                existing = (
-                    await conn.execute(
-                        select(_t.condition_name, _t.condition_context).where(*_identity(store_id, key))
-                    )
-                ).first()
-                if existing is not None:
+                found = existing.get(_ident(key))
+                if found is not None and _ident(key) not in gone:
                     # on_duplicate=ignore skips an identical tuple; one with another condition still fails.
-                    if on_duplicate == "ignore" and _same_condition(existing, key):
+                    if on_duplicate == "ignore" and _same_condition(found, key):
                         continue
                     raise write_conflict(key, existing=True)
                 rows.append(_tuple_row(store_id, key, now))
@@ -496,6 +509,21 @@ class SQLDatastore:
                     ) from None
             if changes:
                 await conn.execute(insert(fga_changes), changes)
+
+    async def _existing(
+        self, conn: Any, store_id: str, keys: Sequence[TupleKey]
+    ) -> dict[tuple[str, str, str], Any]:
+        """The stored rows among ``keys`` (identity -> row with its condition), in one indexed query."""
+        out: dict[tuple[str, str, str], Any] = {}
+        unique = list(dict.fromkeys(keys))
+        # OR of primary-key equalities: each term is one index probe on both databases; chunks keep the
+        # statement under SQLite's bound-parameter limit.
+        for start in range(0, len(unique), 100):
+            chunk = unique[start : start + 100]
+            stmt = select(*_TUPLE_COLUMNS).where(or_(*[and_(*_identity(store_id, k)) for k in chunk]))
+            for row in (await conn.execute(stmt)).all():
+                out[_ident(_key(row))] = row
+        return out
 
     async def bulk_load(self, store_id: str, keys: Iterable[TupleKey], *, batch: int = 5000) -> int:
         """Insert many new tuples fast (imports, benchmarks) in one transaction: no duplicate checks and no
