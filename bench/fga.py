@@ -365,6 +365,86 @@ async def in_process(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+# --- the HTTP layer -------------------------------------------------------------------------------------
+
+
+async def http_layer(args: argparse.Namespace) -> dict[str, Any]:
+    """Check through /fga (in process over ASGI, a one-tuple store), with authentication off and with a
+    bearer token: what the HTTP layer and token verification add to a Check."""
+    import base64
+
+    import httpx
+
+    from tessera.core.ids import new_id
+    from tessera.services import Services
+    from tessera.settings import Settings
+    from tessera.storage.migrate import upgrade
+    from tessera.web.app import create_app
+
+    out: dict[str, Any] = {}
+    for auth in (False, True):
+        path = Path(args.workdir) / f"http-{int(auth)}-{new_id()}.db"
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{path}",
+            data_dir=Path(args.workdir),
+            master_key=base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
+            issuer="http://127.0.0.1:8000",
+            fga_auth=auth,
+        )
+        services = Services(settings)
+        await upgrade(services.db)
+        headers: dict[str, str] = {}
+        if auth:
+            now = int(time.time())
+            claims = {
+                "iss": settings.issuer,
+                "sub": "bench",
+                "client_id": "bench",
+                "aud": f"{settings.issuer}/fga",
+                "scope": "fga:admin",
+                "iat": now,
+                "exp": now + 3600,
+                "jti": new_id(),
+            }
+            token, _ = await services.keys.sign(claims, typ="at+jwt")
+            headers = {"Authorization": f"Bearer {token}"}
+        transport = httpx.ASGITransport(create_app(services=services))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1/fga", headers=headers
+        ) as c:
+            store_id = (await c.post("/stores", json={"name": "http"})).json()["id"]
+            model = {
+                "schema_version": "1.1",
+                "type_definitions": [
+                    {"type": "user"},
+                    {
+                        "type": "doc",
+                        "relations": {"viewer": {"this": {}}},
+                        "metadata": {
+                            "relations": {"viewer": {"directly_related_user_types": [{"type": "user"}]}}
+                        },
+                    },
+                ],
+            }
+            await c.post(f"/stores/{store_id}/authorization-models", json=model)
+            key = {"user": "user:a", "relation": "viewer", "object": "doc:1"}
+            await c.post(f"/stores/{store_id}/write", json={"writes": {"tuple_keys": [key]}})
+            body = {"tuple_key": key, "consistency": "HIGHER_CONSISTENCY"}
+            samples = []
+            for i in range(50 + min(args.checks, 500)):
+                t0 = time.perf_counter()
+                r = await c.post(f"/stores/{store_id}/check", json=body)
+                if i >= 50:
+                    samples.append(time.perf_counter() - t0)
+                assert r.json()["allowed"] is True, r.text
+        await services.aclose()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240 - after timing
+        name = "token" if auth else "open"
+        out[f"{name}_p50"], out[f"{name}_p99"] = _pct(samples, 50), _pct(samples, 99)
+    return out
+
+
 # --- whole-process figures ---------------------------------------------------------------------------------
 
 
@@ -454,6 +534,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=os.environ.get("TESSERA_BENCH_DIR", str(ROOT / ".bench")))
     parser.add_argument("--skip-in-process", action="store_true")
     parser.add_argument("--skip-whole-process", action="store_true")
+    parser.add_argument("--skip-http", action="store_true")
     args = parser.parse_args()
 
     if not args.skip_whole_process:
@@ -478,6 +559,12 @@ def main() -> None:
             f"  CPU seconds (user+sys): fga {c['fga']:.2f}, tessera fga test {c['tessera']:.2f}, "
             f"python -m tessera.fga.cli {c['light']:.2f}"
         )
+
+    if not args.skip_http:
+        h = asyncio.run(http_layer(args))
+        print("\nHTTP, in process over ASGI (one-tuple store), POST /fga/stores/{id}/check:")
+        print(f"  auth off           p50 {_ms(h['open_p50'])}  p99 {_ms(h['open_p99'])}")
+        print(f"  bearer token       p50 {_ms(h['token_p50'])}  p99 {_ms(h['token_p99'])}")
 
     if not args.skip_in_process:
         r = asyncio.run(in_process(args))
