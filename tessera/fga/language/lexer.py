@@ -70,7 +70,8 @@ class Token:
 def strip_trailing_whitespace(source: str) -> str:
     """OpenFGA reads the DSL with the spaces at the end of each line removed (so ``module   `` followed by a
     blank line reports the line end at the column right after ``module``)."""
-    return "\n".join(line.rstrip(" \t\r") for line in source.split("\n"))
+    # Only spaces: a tab left at a line end is a WHITESPACE token OpenFGA reports ("extraneous input '\t'").
+    return "\n".join(line.rstrip("\r").rstrip(" ") for line in source.split("\n"))
 
 
 class Lexer:
@@ -144,7 +145,7 @@ class Lexer:
                 m = _SPACES_RE.match(src, i)
                 assert m is not None
                 j = m.end()
-                if j < n and (src[j] == "\n" or self._comment_starts(j)):
+                if j < n and self._comment_starts(j):
                     tok, i = self._newline(i, j)
                     if tok is not None:
                         out.append(tok)
@@ -222,6 +223,7 @@ class Lexer:
                 j = self._string_end(q, end)
                 quote = src[q : q + 3] if src[q : q + 3] in ('"""', "'''") else src[q]
                 if not src.startswith(quote, j - len(quote)) or j - len(quote) <= q:
+                    # An unclosed string: ANTLR quotes it with the line end that stopped it.
                     self.bad_chars.append((i, src[i : min(end, j + 1)]))
                     j = min(end, j + 1)
                 i = j

@@ -274,6 +274,7 @@ class Parser:
         module: Name | None = None
         if self.tok.is_word("model"):
             self.advance()
+            self.skip_ws()  # spaces (tabs: trailing spaces are gone) may end these header lines
             self.expect(lambda t: t.kind == NL, "NEWLINE")
             self.skip_ws()
             self.expect(lambda t: t.is_word("schema"), "'schema'")
@@ -282,6 +283,7 @@ class Parser:
                 lambda t: t.kind == WORD and SCHEMA_VERSION_RE.match(t.text) is not None, "SCHEMA_VERSION"
             )
             schema_version, schema_span = version.text, self._span(version)
+            self.skip_ws()
             if self.tok.kind not in (NL, EOF):
                 if self.peek().kind in (NL, EOF):
                     self.extraneous("{<EOF>, NEWLINE}")
@@ -291,6 +293,7 @@ class Parser:
             self.advance()
             self.expect_ws()
             module = self.name()
+            self.skip_ws()
         types: list[TypeDef] = []
         conditions: list[ConditionDef] = []
         extended: set[str] = set()
@@ -361,6 +364,9 @@ class Parser:
         if extend and not in_module:
             self.errors.append(self._at("extend can only be used in a modular model", name))
         typedef = TypeDef(name, [], extend=extend)
+        if self.tok.kind == WS and self.peek().kind == NL and self.peek(2).is_word("relations"):
+            # The relations block may follow a type line that ends in a tab; nothing else may.
+            self.advance()
         if self.tok.kind not in (NL, EOF):
             if self.peek().kind in (NL, EOF):
                 self.extraneous("{<EOF>, NEWLINE}")
@@ -373,6 +379,9 @@ class Parser:
             self.skip_ws()
             self.advance()
             typedef.has_relations_block = True
+            self.skip_ws()
+            if self.tok.kind not in (NL, EOF) and self.peek().kind == NL:
+                self.extraneous("NEWLINE")
             if self.tok.kind == EOF:
                 raise self.mismatched("NEWLINE")
             if not (self.tok.kind == NL and self._after_newline().is_word("define")):
@@ -424,8 +433,15 @@ class Parser:
         # parentheses) or once an error was recovered from in this definition, the line end is "mismatched";
         # otherwise its prediction fails and reports "no viable alternative".
         recovered = len(self.errors) > errors_before
+        if tok.kind == WS and self.peek().kind in (NL, EOF):
+            self.extraneous("{<EOF>, NEWLINE}")
+            rel.broken = True
+            return rel
         if tok.kind == WS:
-            if _is_operator(self.peek()) or recovered:
+            # As observed with `fga`: a space before an operator of another kind is "mismatched", a space
+            # before anything else is "no viable alternative" - and the other way round once an error was
+            # recovered from in this definition.
+            if _is_operator(self.peek()) != recovered:
                 raise self.mismatched("{<EOF>, NEWLINE}")
             raise self.no_viable(self.i)
         if self.peek().kind in (NL, EOF):
@@ -492,27 +508,22 @@ class Parser:
         if tok.is_punct("["):
             return self._direct(restrictions)
         if tok.is_punct("("):
-            open_index = self.i
             self.advance()
             ws = self.skip_ws()
             inner = self._expr(restrictions, leftmost, ws_before=ws)
-            first = True
             while True:
-                if (
-                    self.tok.kind == WS
-                    and first
-                    and not (self.peek().is_punct(")") or _is_operator(self.peek()))
-                ):
-                    raise self.no_viable(open_index, self.peek())
-                first = False
+                # Whatever stands between the group and its `)` is dropped as ANTLR's loop recovery does:
+                # the first token of each run is reported as extraneous, the rest of the run (up to a space
+                # or the `)`) goes silently.
                 self.skip_ws()
                 if self.tok.is_punct(")"):
                     self.advance()
                     return inner
-                if self.peek().is_punct(")") or self.peek().kind == WS:
-                    self.extraneous("{')', WHITESPACE}")
-                    continue
-                raise self.mismatched("{')', WHITESPACE}")
+                if self.tok.kind in (NL, EOF):
+                    raise self.mismatched("{')', WHITESPACE}")
+                self.extraneous("{')', WHITESPACE}")
+                while self.tok.kind not in (WS, NL, EOF) and not self.tok.is_punct(")"):
+                    self.drop()
         rel = self.name()
         if self.tok.kind == WS and self.peek().is_word("from"):
             self.advance()
@@ -542,6 +553,7 @@ class Parser:
     def _direct(self, restrictions: list[TypeRestriction]) -> Rewrite:
         open_tok = self.advance()
         ws, nl = self._bracket_gap()
+        after_comma = False
         while True:
             restriction = self._restriction(ws, nl)
             if restriction is not None:
@@ -554,12 +566,23 @@ class Parser:
                 if self.tok.is_punct(",") or self.tok.is_punct("]"):
                     break
                 nxt = self.peek()
+                expecting = "{',', " + ("" if ws else "WHITESPACE, ") + "']'}"
                 if nxt.is_punct(",") or nxt.is_punct("]") or (not ws and nxt.kind == WS):
-                    self.extraneous("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
+                    self.extraneous(expecting)
                     continue
-                raise self.mismatched("{',', " + ("" if ws else "WHITESPACE, ") + "']'}")
+                if after_comma and ws and self.tok.kind not in (NL, EOF):
+                    # Past the first restriction ANTLR is in the `(',' restriction)*` loop, whose recovery
+                    # reports the token and skips to the next `,` or `]`.
+                    self.extraneous(expecting)
+                    while self.tok.kind not in (NL, EOF) and not (
+                        self.tok.is_punct(",") or self.tok.is_punct("]")
+                    ):
+                        self.drop()
+                    continue
+                raise self.mismatched(expecting)
             if self.tok.is_punct(","):
                 self.advance()
+                after_comma = True
                 ws, nl = self._bracket_gap()
                 continue
             close = self.advance()
