@@ -47,3 +47,23 @@ def test_readyz_fails_when_database_is_unreachable(tmp_path: Path) -> None:
         ready = http.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["status"] == "unavailable"
+
+
+def test_the_token_endpoints_direct_lane_keeps_limits_and_error_shapes(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path, max_body_bytes=1024, master_key="t" * 43))
+    with serve(app) as server, httpx.Client(base_url=server.url) as http:
+        too_big = http.post(
+            "/oauth/token",
+            content=b"a=" + b"x" * 4096,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert too_big.status_code == 413
+        unknown_client = http.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=("nobody", "x")
+        )
+        assert unknown_client.status_code == 401
+        assert unknown_client.json()["error"] == "invalid_client"
+        assert unknown_client.headers["cache-control"] == "no-store"
+        unsupported = http.post("/oauth/token", data={"grant_type": "magic"})
+        assert unsupported.status_code in (400, 401) and "error" in unsupported.json()
+        assert http.get("/oauth/token").status_code == 405  # other methods take the ordinary route

@@ -21,7 +21,7 @@ from tessera.oauth import web as oauth_web
 from tessera.services import Services
 from tessera.settings import Settings
 from tessera.storage.migrate import upgrade
-from tessera.web import errors, health, limits
+from tessera.web import errors, health, hotpath, limits
 from tessera.web.pages import mount_static
 
 log = logging.getLogger("tessera")
@@ -91,7 +91,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         else {"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.services = services
-    limits.install(app, settings)
     errors.install(app)
     admin_web.install_error_handler(app)
     mount_static(app)
@@ -99,7 +98,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # Capability routers are included here, each from its own package.
     app.include_router(identity_web.router(services))
     app.include_router(keys_web.router(services))
-    app.include_router(oauth_web.router(services))
+    oauth_router = oauth_web.router(services)
+    app.include_router(oauth_router)
     app.include_router(admin_web.router(services))
     app.include_router(fga_http.router(services), prefix="/fga")
+    # Middleware added last runs first: the body limit wraps the hot lane, which wraps everything else.
+    hotpath.install(app, [oauth_router])
+    limits.install(app, settings)
     return app
