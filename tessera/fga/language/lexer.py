@@ -70,7 +70,7 @@ class Token:
 def strip_trailing_whitespace(source: str) -> str:
     """OpenFGA reads the DSL with the spaces at the end of each line removed (so ``module   `` followed by a
     blank line reports the line end at the column right after ``module``)."""
-    # Only spaces: a tab left at a line end is a WHITESPACE token OpenFGA reports ("extraneous input '\t'").
+    # Only spaces are removed; a tab at a line end is part of the NEWLINE token that follows.
     return "\n".join(line.rstrip("\r").rstrip(" ") for line in source.split("\n"))
 
 
@@ -145,7 +145,8 @@ class Lexer:
                 m = _SPACES_RE.match(src, i)
                 assert m is not None
                 j = m.end()
-                if j < n and self._comment_starts(j):
+                if j < n and (src[j] == "\n" or self._comment_starts(j)):
+                    # Tabs before a line end belong to the NEWLINE token, as in OpenFGA's lexer.
                     tok, i = self._newline(i, j)
                     if tok is not None:
                         out.append(tok)

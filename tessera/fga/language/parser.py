@@ -364,9 +364,6 @@ class Parser:
         if extend and not in_module:
             self.errors.append(self._at("extend can only be used in a modular model", name))
         typedef = TypeDef(name, [], extend=extend)
-        if self.tok.kind == WS and self.peek().kind == NL and self.peek(2).is_word("relations"):
-            # The relations block may follow a type line that ends in a tab; nothing else may.
-            self.advance()
         if self.tok.kind not in (NL, EOF):
             if self.peek().kind in (NL, EOF):
                 self.extraneous("{<EOF>, NEWLINE}")
