@@ -1,16 +1,56 @@
-"""``tessera``: the root command. Sub-command groups live beside the capability they drive."""
+"""``tessera``: the root command. Sub-command groups live beside the capability they drive.
+
+The groups are imported when they are used, not when ``tessera`` starts: the server's groups pull in the web
+app, every capability's services and Alembic (about a second of start-up), which ``tessera fga test`` or
+``tessera risk ...`` never need. ``tessera --help`` still lists every group (that imports them all).
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from tessera import __version__
-from tessera.cli import db, serve
-from tessera.fga.cli import app as fga_app
-from tessera.identity import cli as identity_cli
-from tessera.keys import cli as keys_cli
-from tessera.oauth import cli as oauth_cli
-from tessera.risk.cli import app as risk_app
+
+# name -> (module, attribute): a typer.Typer (a group) or a function (a command), in --help order.
+_LAZY: dict[str, tuple[str, str]] = {
+    "serve": ("tessera.cli.serve", "serve_command"),
+    "dev": ("tessera.cli.serve", "dev_command"),
+    "db": ("tessera.cli.db", "app"),
+    "clients": ("tessera.oauth.cli", "clients_app"),
+    "apis": ("tessera.oauth.cli", "apis_app"),
+    "keys": ("tessera.keys.cli", "app"),
+    "risk": ("tessera.risk.cli", "app"),
+    "fga": ("tessera.fga.cli", "app"),
+    "users": ("tessera.identity.cli", "app"),
+}
+
+
+class _LazyGroup(TyperGroup):
+    """Loads a sub-command's module the first time the command is looked up."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*_LAZY, *(n for n in super().list_commands(ctx) if n not in _LAZY)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            module, attr = _LAZY[cmd_name]
+            target: Any = getattr(importlib.import_module(module), attr)
+            # Built as the eager ``app.add_typer(...)`` / ``app.command(...)`` registration would build it.
+            holder = typer.Typer()
+            if isinstance(target, typer.Typer):
+                holder.add_typer(target, name=cmd_name)
+            else:
+                holder.command(cmd_name)(target)
+                holder.callback()(lambda: None)  # a group, so the command keeps its name
+            built = typer.main.get_command(holder)
+            assert isinstance(built, TyperGroup)
+            self.add_command(built.commands[cmd_name], cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="tessera",
@@ -18,15 +58,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_LazyGroup,
 )
-app.add_typer(db.app, name="db")
-app.add_typer(oauth_cli.clients_app, name="clients")
-app.add_typer(oauth_cli.apis_app, name="apis")
-app.add_typer(keys_cli.app, name="keys")
-app.add_typer(risk_app, name="risk")
-app.add_typer(fga_app, name="fga")
-app.add_typer(identity_cli.app, name="users")
-serve.register(app)
 
 
 @app.callback()
