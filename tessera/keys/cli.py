@@ -17,14 +17,10 @@ def rotate(
     as_json: bool = JsonOption,
 ) -> None:
     """Make a new signing key active. Old keys stay in the JWKS until the tokens they signed expire."""
-    from tessera.audit.log import AuditEvent, EventType
-
     async def work(services: Services) -> dict[str, object]:
-        async with services.db.transaction() as conn:
-            key = await services.keys.rotate(alg=alg, conn=conn)
-            await services.audit.record(
-                AuditEvent(EventType.KEY_ROTATED, details={"kid": key.kid, "alg": key.alg}), conn=conn
-            )
+        from tessera.admin import operations
+
+        key = await operations.rotate_key(services, alg=alg, source="cli")
         return {"kid": key.kid, "alg": key.alg, "created_at": key.created_at.isoformat()}
 
     print_record(run_with_services(load_settings(database_url=database_url), work), as_json=as_json)

@@ -36,13 +36,14 @@ def create_client(
     as_json: bool = JsonOption,
 ) -> None:
     """Register a client; prints client_id and, for confidential clients, the client_secret (shown once)."""
-    from tessera.audit.log import AuditEvent, EventType
-
     jwks = json.load(jwks_file) if jwks_file is not None else None
 
     async def work(services: Services) -> dict[str, object]:
-        store = services.oauth.client_store
-        made = store.build(
+        from tessera.admin import operations
+
+        made = await operations.create_client(
+            services,
+            source="cli",
             client_name=name,
             redirect_uris=redirect_uri,
             grant_types=grant_type or None,
@@ -53,14 +54,6 @@ def create_client(
             jwks_uri=jwks_uri,
             first_party=first_party,
         )
-        async with services.db.transaction() as conn:
-            await store.insert(made.client, conn=conn)
-            await services.audit.record(
-                AuditEvent(
-                    EventType.CLIENT_CREATED, client_id=made.client.client_id, details={"source": "cli"}
-                ),
-                conn=conn,
-            )
         record: dict[str, object] = {"client_id": made.client.client_id}
         if made.client_secret:
             record["client_secret"] = made.client_secret
@@ -120,10 +113,9 @@ def create_api(
             scopes.update(dict.fromkeys(item.split(), ""))
 
     async def work(services: Services) -> dict[str, object]:
-        store = services.oauth.api_store
-        api = store.build(identifier, scopes=scopes, name=name)
-        async with services.db.transaction() as conn:
-            await store.insert(api, conn=conn)
+        from tessera.admin import operations
+
+        api = await operations.create_api(services, identifier, scopes=scopes, name=name)
         return api.as_record()
 
     print_record(run_with_services(load_settings(database_url=database_url), work), as_json=as_json)
