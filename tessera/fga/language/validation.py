@@ -576,8 +576,91 @@ class _Validator:
                 stack.extend(edges.get(current, ()))
         return on_cycle
 
+    def _with_entrypoints(self) -> set[tuple[str, str]]:
+        """Every relation that has an entrypoint: the least fixpoint, computed with a worklist so that long
+        chains of types (``viewer from parent`` a thousand times) need no deep recursion."""
+        Key = tuple[str, str]
+        deps: dict[Key, set[Key]] = {}
+        for type_name, rels in self.relations.items():
+            for rel, rewrite in rels.items():
+                refs: set[Key] = set()
+                stack = [rewrite]
+                while stack:
+                    node = stack.pop()
+                    if not isinstance(node, dict):
+                        continue
+                    if "this" in node:
+                        for r in self.direct.get(type_name, {}).get(rel, []):
+                            if r.get("relation"):
+                                refs.add((str(r.get("type", "")), str(r["relation"])))
+                    elif "computedUserset" in node:
+                        refs.add((type_name, str((node["computedUserset"] or {}).get("relation", ""))))
+                    elif "tupleToUserset" in node:
+                        ttu = node["tupleToUserset"] or {}
+                        computed = str((ttu.get("computedUserset") or {}).get("relation", ""))
+                        tupleset = (ttu.get("tupleset") or {}).get("relation", "")
+                        for r in self.direct.get(type_name, {}).get(tupleset, []):
+                            refs.add((str(r.get("type", "")), computed))
+                    for op in ("union", "intersection"):
+                        if isinstance(node.get(op), dict):
+                            stack.extend(node[op].get("child") or [])
+                    if isinstance(node.get("difference"), dict):
+                        stack.extend([node["difference"].get("base"), node["difference"].get("subtract")])
+                deps[(type_name, rel)] = refs
+        dependents: dict[Key, set[Key]] = {}
+        for key, refs in deps.items():
+            for ref in refs:
+                dependents.setdefault(ref, set()).add(key)
+        has: set[Key] = set()
+
+        def holds(type_name: str, rel: str, node: Any, depth: int = 0) -> bool:
+            if not isinstance(node, dict) or depth > MAX_REWRITE_DEPTH:
+                return False
+            if "this" in node:
+                for r in self.direct.get(type_name, {}).get(rel, []):
+                    target = str(r.get("type", ""))
+                    if target in self.relations and (not r.get("relation") or (target, r["relation"]) in has):
+                        return True
+                return False
+            if "computedUserset" in node:
+                return (type_name, (node["computedUserset"] or {}).get("relation", "")) in has
+            if "tupleToUserset" in node:
+                ttu = node["tupleToUserset"] or {}
+                computed = (ttu.get("computedUserset") or {}).get("relation", "")
+                tupleset = (ttu.get("tupleset") or {}).get("relation", "")
+                return any(
+                    (str(r.get("type", "")), computed) in has
+                    for r in self.direct.get(type_name, {}).get(tupleset, [])
+                )
+            if "union" in node:
+                return any(
+                    holds(type_name, rel, c, depth + 1) for c in (node["union"] or {}).get("child") or []
+                )
+            if "intersection" in node:
+                children = (node["intersection"] or {}).get("child") or []
+                return bool(children) and all(holds(type_name, rel, c, depth + 1) for c in children)
+            if "difference" in node:
+                diff = node["difference"] or {}
+                return holds(type_name, rel, diff.get("base"), depth + 1) and holds(
+                    type_name, rel, diff.get("subtract"), depth + 1
+                )
+            return False
+
+        work = list(deps)
+        while work:
+            key = work.pop()
+            if key in has:
+                continue
+            rewrite = self.relations.get(key[0], {}).get(key[1])
+            if holds(key[0], key[1], rewrite):
+                has.add(key)
+                work.extend(dependents.get(key, ()))
+        return has
+
     def entrypoints(self) -> None:
-        found: set[tuple[str, str]] = set()  # relations known to have an entrypoint (independent of the path)
+        # Relations known to have an entrypoint (independent of the path); the recursive analysis below only
+        # runs for the others, to tell a loop from a missing entrypoint.
+        found: set[tuple[str, str]] = self._with_entrypoints()
 
         def relation(type_name: str, rel: str, visited: frozenset[tuple[str, str]]) -> tuple[bool, bool]:
             key = (type_name, rel)
