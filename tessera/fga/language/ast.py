@@ -29,7 +29,6 @@ class TypeRestriction:
     wildcard: bool = False
     condition: Name | None = None
     span: Span | None = None  # `type`, `type:*` or `type#relation`
-    closed_by: Any = None  # parser recovery: the `]` token consumed while recovering inside this restriction
 
     @property
     def label(self) -> str:

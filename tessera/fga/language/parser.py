@@ -555,9 +555,6 @@ class Parser:
             restriction = self._restriction(ws, nl)
             if restriction is not None:
                 restrictions.append(restriction)
-                if restriction.closed_by is not None:
-                    close = restriction.closed_by
-                    break
             while True:
                 ws, nl = self._bracket_gap()
                 if self.tok.is_punct(",") or self.tok.is_punct("]"):
@@ -590,6 +587,14 @@ class Parser:
             restrictions=list(restrictions),
         )
 
+    def _restriction_no_viable(self, start: int) -> None:
+        """`type:x` or `type#]`: report it, then resynchronise as ANTLR does, on the next `,`, `]` or space
+        (the list of restrictions goes on from there)."""
+        self.no_viable(start)
+        while self.tok.kind not in (WS, NL, EOF) and not (self.tok.is_punct(",") or self.tok.is_punct("]")):
+            self.drop()
+        return None
+
     def _restriction(self, ws: bool, nl: bool) -> TypeRestriction | None:
         while not _is_name(self.tok):
             # After a line end (which carries the next line's indentation) only a name may come.
@@ -615,21 +620,15 @@ class Parser:
         if self.tok.is_punct(":"):
             self.advance()
             if not self.tok.is_punct("*"):
-                raise self.no_viable(type_index)
+                self._restriction_no_viable(type_index)
+                return None
             end = self.advance().column + 1
             restriction.wildcard = True
         elif self.tok.is_punct("#"):
             self.advance()
             if not _is_name(self.tok):
-                offending = self.tok
-                self.no_viable(type_index)
-                if offending.is_punct("]"):
-                    # ANTLR's recovery resynchronises on the `]`, which closes the assignment.
-                    self.drop()
-                    restriction.closed_by = offending
-                    restriction.span = Span(type_tok.line, type_tok.column, end, self.file)
-                    return restriction
-                raise _Fail()
+                self._restriction_no_viable(type_index)
+                return None
             restriction.relation = self.name()
             end = restriction.relation.span.end
         restriction.span = Span(type_tok.line, type_tok.column, end, self.file)
