@@ -215,7 +215,7 @@ class Lexer:
             ch = src[i]
             if ch in " \t\r\n":
                 i += 1
-            elif (ch == "#" and (i == start or src[i - 1] in " \t\n")) or src.startswith("//", i):
+            elif (ch == "#" and i > start and src[i - 1] in " \t\n") or src.startswith("//", i):
                 # A `#` comment (after a space) or CEL's own `//` comment, to the line end.
                 while i < end and src[i] != "\n":
                     i += 1

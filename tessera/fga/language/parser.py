@@ -748,11 +748,9 @@ class Parser:
 
 def condition_expression(body: str) -> str:
     """The expression OpenFGA stores for a condition body: comments dropped, leading space dropped, and the
-    line end before the closing brace dropped (spaces before a brace on the same line stay: `{ x < 1 }`
-    is stored as ``"x < 1 "``, as OpenFGA does)."""
-    text = strip_cel_comments(body).lstrip()
-    tail = text[len(text.rstrip()) :]
-    return text.rstrip() if "\n" in tail else text
+    line ends before the closing brace dropped - but not spaces: `{ x < 1 }` is stored as ``"x < 1 "`` and
+    an indented closing brace keeps its indentation, as `fga model transform` shows."""
+    return strip_cel_comments(body).lstrip().rstrip("\n")
 
 
 def strip_cel_comments(text: str) -> str:
@@ -770,7 +768,7 @@ def strip_cel_comments(text: str) -> str:
             out.append(text[i:j])
             i = j
             continue
-        if ch == "#" and (i == 0 or text[i - 1] in " \t\r\n"):
+        if ch == "#" and i > 0 and text[i - 1] in " \t\r\n":
             while i < n and text[i] != "\n":
                 i += 1
             while out and out[-1] in (" ", "\t"):

@@ -97,6 +97,10 @@ def test_mutant_is_accepted_or_rejected_as_the_fga_cli_does(tmp_path: Path, dsl:
 
 H = "model\n  schema 1.1\ntype user\n  relations\n"
 EDGE_CASES = {
+    "hash right after the brace": H + "    define a: [user with c]\ncondition c(x: int) {#\n  x < 1\n}\n",
+    "indented closing brace": H + "    define a: [user with c]\ncondition c(x: int) {\n  x < 1\n  }\n",
+    "blank lines in a body": H
+    + "    define a: [user with c]\ncondition c(x: int) {\n\n  x < 1\n\n  && x > 0\n\n}\n",
     "tab after type before relations": "model\n  schema 1.1\ntype user\t\n  relations\n    define a: [user]",
     "tab after type": "model\n  schema 1.1\ntype user\t\ntype doc\n",
     "tab after define": H + "    define a: [user]\t\n    define b: [user]\n",
