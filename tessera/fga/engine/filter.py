@@ -130,6 +130,82 @@ class SetEvaluator:
     def __init__(self, res: Resolution) -> None:
         self.res = res
         self.memo: dict[tuple[str, str], dict[str, bool]] = {}
+        # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
+        self._plans: dict[str, tuple[list[str], list[str], list[tuple[str, str]]] | None] = {}
+        # Per object type: id -> relation -> the planned rows of that object.
+        self._rows: dict[str, dict[str, dict[str, list[TupleKey]]]] = {}
+
+    def _names(self, otype: str, relation: str) -> list[str]:
+        """The user strings a direct tuple of ``otype#relation`` would name the user by."""
+        user = self.res.user
+        names: list[str] = []
+        for ref in self.res.ts.types[otype][relation].directly_related:
+            if ref.type != user.type:
+                continue
+            if user.relation is None:
+                if ref.wildcard:
+                    names.append(f"{user.type}:*")
+                elif ref.relation is None and not user.wildcard:
+                    names.append(str(user))
+            elif ref.relation == user.relation:
+                names.append(str(user))
+        return names
+
+    async def _plan(self, otype: str) -> tuple[list[str], list[str], list[tuple[str, str]]] | None:
+        """What the evaluation can ever use of an object of ``otype``, for this user: every tuple on a
+        tupleset relation (``parent``), the direct tuples naming the user or the wildcard, the userset tuples
+        of the sets the user is in (from the user-side closures, computed here once per kind), and every
+        userset tuple of kinds without a closure. One read of exactly that per layer of objects replaces one
+        read per relation of every row; the database drops the rest (other users' grants)."""
+        if otype in self._plans:
+            return self._plans[otype]
+        res, ts = self.res, self.res.ts
+        tuplesets: set[str] = set()
+        names: set[str] = set()
+        kinds: set[tuple[str, str]] = set()
+        for relation, rel in ts.types[otype].items():
+            stack: list[Rewrite] = [rel.rewrite]
+            while stack:
+                rw = stack.pop()
+                if isinstance(rw, TupleToUserset):
+                    tuplesets.add(rw.tupleset)
+                elif isinstance(rw, (Union, Intersection)):
+                    stack.extend(rw.children)
+                elif isinstance(rw, Difference):
+                    stack += [rw.base, rw.subtract]
+            names.update(self._names(otype, relation))
+            kinds.update(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], res.user))
+        whole: list[tuple[str, str]] = []
+        for st, srel in sorted(kinds):
+            cl = await res.closure(st, srel)
+            if cl is None:
+                whole.append((st, srel))
+            else:
+                names.update(f"{st}:{sid}#{srel}" for sid in (*cl.sure, *cl.maybe))
+        plan = (sorted(tuplesets), sorted(names), whole)
+        self._plans[otype] = plan
+        return plan
+
+    async def _load(self, otype: str, ids: set[str]) -> None:
+        """Read the planned rows of the objects not read yet, in one call (see :meth:`_plan`)."""
+        plan = await self._plan(otype)
+        if plan is None:
+            return
+        rows = self._rows.setdefault(otype, {})
+        todo = sorted(i for i in ids if i not in rows)
+        if not todo:
+            return
+        got = await self.res.reader.objects_many(otype, todo, *plan)
+        if got is None:
+            self._plans[otype] = None  # read relation by relation from now on
+            return
+        rows.update(got)
+
+    def _loaded(self, otype: str, ids: set[str]) -> dict[str, dict[str, list[TupleKey]]] | None:
+        rows = self._rows.get(otype)
+        if rows is None or self._plans.get(otype) is None or any(i not in rows for i in ids):
+            return None
+        return rows
 
     async def relation(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res = self.res
@@ -144,6 +220,7 @@ class SetEvaluator:
             if user.relation == relation and user.type == otype and user.id in need:
                 got.add(user.id)  # a userset is in itself
             if rel is not None and res.ts.may_contain(otype, relation, user):
+                await self._load(otype, need - got)
                 got |= await self.rewrite(otype, need - got, relation, rel.rewrite, depth)
             for i in need:
                 memo[i] = i in got
@@ -164,7 +241,11 @@ class SetEvaluator:
         if isinstance(rw, Computed):
             return await self.relation(otype, ids, rw.relation, depth + 1)
         if isinstance(rw, TupleToUserset):
-            rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
+            loaded = self._loaded(otype, ids)
+            if loaded is not None:
+                rows = {i: loaded[i].get(rw.tupleset, []) for i in ids}
+            else:
+                rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
             parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
             for i, found in rows.items():
                 for k in found:
@@ -200,28 +281,33 @@ class SetEvaluator:
     async def _this(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res, reader, ts, user = self.res, self.res.reader, self.res.ts, self.res.user
         rel = ts.types[otype][relation]
-        names: list[str] = []
-        for ref in rel.directly_related:
-            if ref.type != user.type:
-                continue
-            if user.relation is None:
-                if ref.wildcard:
-                    names.append(f"{user.type}:*")
-                elif ref.relation is None and not user.wildcard:
-                    names.append(str(user))
-            elif ref.relation == user.relation:
-                names.append(str(user))
+        names = self._names(otype, relation)
+        refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
+        loaded = self._loaded(otype, ids)
         allowed: set[str] = set()
+        rows: dict[str, list[TupleKey]]
         if names:
             wanted = tuple(dict.fromkeys(names))
-            for i, found in (await reader.direct_many(otype, sorted(ids), relation, wanted)).items():
+            if loaded is not None:
+                rows = {i: [k for k in loaded[i].get(relation, ()) if k.user in wanted] for i in ids}
+            else:
+                rows = await reader.direct_many(otype, sorted(ids), relation, wanted)
+            for i, found in rows.items():
                 if any(self._holds(k) for k in found):
                     allowed.add(i)
-        refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
         remaining = sorted(ids - allowed)
         if not refs or not remaining:
             return allowed
-        rows = await reader.usersets_many(otype, remaining, relation, refs)
+        if loaded is not None:
+            # The planned rows hold only the userset tuples of sets the user is in (or of kinds without a
+            # closure), which is all the loop below acts on.
+            kinds = {f"{t}#{r}" for t, r in refs}
+            rows = {
+                i: [k for k in loaded[i].get(relation, ()) if "#" in k.user and _kind(k.user) in kinds]
+                for i in remaining
+            }
+        else:
+            rows = await reader.usersets_many(otype, remaining, relation, refs)
         by_kind: dict[tuple[str, str], dict[str, set[str]]] = {}  # (type, rel) -> set id -> object ids
         for i, found in rows.items():
             for k in found:
@@ -245,6 +331,11 @@ class SetEvaluator:
             for sid in await self.relation(st, set(holders), srel, depth + 1):
                 allowed |= holders[sid]
         return allowed
+
+
+def _kind(user: str) -> str:
+    """``group:eng#member`` -> ``group#member``."""
+    return user[: user.index(":")] + user[user.index("#") :]
 
 
 async def guard_many(

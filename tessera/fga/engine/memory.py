@@ -162,6 +162,34 @@ class MemoryDatastore:
             out.extend(s.by_object[(obj, rel)].values())
         return out
 
+    async def read_objects_tuples(
+        self,
+        store_id: str,
+        object_type: str,
+        object_ids: Sequence[str],
+        limit: int,
+        *,
+        relations: Sequence[str] | None = None,
+        users: Sequence[str] | None = None,
+        usersets: Sequence[tuple[str, str]] | None = None,
+    ) -> list[TupleKey] | None:
+        s = self._get(store_id)
+        filtered = relations is not None or users is not None or usersets is not None
+        rels, names, kinds = set(relations or ()), set(users or ()), set(usersets or ())
+        out: list[TupleKey] = []
+        for oid in dict.fromkeys(object_ids):
+            obj = f"{object_type}:{oid}"
+            for rel in s.relations_of.get(obj, ()):
+                for k in s.by_object[(obj, rel)].values():
+                    if filtered and rel not in rels and k.user not in names:
+                        utype, _, rest = k.user.partition(":")
+                        if "#" not in rest or (utype, rest.partition("#")[2]) not in kinds:
+                            continue
+                    out.append(k)
+            if len(out) > limit:
+                return None
+        return out
+
     async def read_by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]
     ) -> list[TupleKey]:

@@ -39,6 +39,7 @@ class RequestReader:
         batching: bool = False,
         object_prefetch: int = 0,
         big_types: set[str] | None = None,
+        small_types: set[str] | None = None,
     ) -> None:
         self.ds = datastore
         self.store_id = store_id
@@ -51,6 +52,8 @@ class RequestReader:
         # Types whose objects were found to have too many tuples to prefetch (shared across requests by the
         # service): reads of them go per relation straight away.
         self.big_types = big_types if big_types is not None else set()
+        # Types whose objects were found small enough to read many at once (objects_many).
+        self.small_types = small_types if small_types is not None else set()
         self.reads = 0  # storage round trips, for tests and benchmarks
         self._cache: dict[tuple[Any, ...], dict[str, list[TupleKey]]] = {}
         self._pending: dict[tuple[Any, ...], _Pending] = {}
@@ -105,6 +108,45 @@ class RequestReader:
 
     async def all_many(self, otype: str, oids: Sequence[str], relation: str) -> dict[str, list[TupleKey]]:
         return await self._read_many((_ALL, otype, relation, None), oids)
+
+    async def objects_many(
+        self,
+        otype: str,
+        oids: Sequence[str],
+        relations: Sequence[str],
+        users: Sequence[str],
+        usersets: Sequence[tuple[str, str]],
+    ) -> dict[str, dict[str, list[TupleKey]]] | None:
+        """In one storage read, the tuples of these objects (any relation) that are on one of ``relations``
+        or whose user is one of ``users`` or a userset of one of ``usersets``: ``{id: {relation: rows}}``.
+        None when the datastore cannot (no ``read_objects_tuples``), when contextual tuples touch the type
+        (their merge is per relation), or when the type's objects hold more than ``object_prefetch`` tuples
+        each on average: scanning them would cost more than reading relation by relation. That is found out
+        once per type (an unfiltered read with that bound, whose rows serve this call too: they are a
+        superset) and remembered in ``small_types`` or ``big_types``."""
+        native = getattr(self.ds, "read_objects_tuples", None)  # optional in the protocol (store.py)
+        if native is None or not self.object_prefetch or otype not in self.ts.types:
+            return None
+        if otype in self.big_types or any(o.partition(":")[0] == otype for o, _ in self._ctx_by_object):
+            return None
+        self.reads += 1
+        limit = self.object_prefetch * len(oids)
+        rows: list[TupleKey] | None
+        if otype in self.small_types:
+            rows = await native(
+                self.store_id, otype, oids, limit, relations=relations, users=users, usersets=usersets
+            )
+        else:
+            rows = await native(self.store_id, otype, oids, limit)
+            (self.big_types if rows is None else self.small_types).add(otype)
+        if rows is None:
+            return None
+        out: dict[str, dict[str, list[TupleKey]]] = {o: {} for o in oids}
+        for k in rows:
+            by_rel = out.get(k.object.partition(":")[2])
+            if by_rel is not None and self.allowed(otype, k):
+                by_rel.setdefault(k.relation, []).append(k)
+        return out
 
     async def _read_many(self, ck: tuple[Any, ...], oids: Sequence[str]) -> dict[str, list[TupleKey]]:
         """One storage read for every id not cached yet."""
@@ -217,14 +259,19 @@ class RequestReader:
             if oid in grouped and self.allowed(otype, k):
                 grouped[oid].append(k)
         for oid, found in grouped.items():
-            ctx = self._ctx_by_object.get((f"{otype}:{oid}", relation))
-            if ctx:
-                ctx_rows = _narrow(ctx, ck)
-                if ctx_rows:
-                    # A contextual tuple replaces a stored one with the same identity.
-                    ids = set(ctx_rows)
-                    found = [k for k in found if k not in ids] + ctx_rows
-            cache[oid] = found
+            cache[oid] = self._with_contextual(ck, otype, oid, found)
+
+    def _with_contextual(
+        self, ck: tuple[Any, ...], otype: str, oid: str, found: list[TupleKey]
+    ) -> list[TupleKey]:
+        ctx = self._ctx_by_object.get((f"{otype}:{oid}", ck[2])) if self._ctx_by_object else None
+        if ctx:
+            ctx_rows = _narrow(ctx, ck)
+            if ctx_rows:
+                # A contextual tuple replaces a stored one with the same identity.
+                ids = set(ctx_rows)
+                found = [k for k in found if k not in ids] + ctx_rows
+        return found
 
     # --- reverse reads used by ListObjects ---------------------------------------------------------------
 

@@ -230,6 +230,7 @@ class FGAService:
         self._nesting_cache: dict[tuple[str, str, str, str], tuple[int, dict[str, list[str]] | None]] = {}
         # Per store and model: object types too large to prefetch whole (learned by the readers).
         self._big_types: dict[tuple[str, str], set[str]] = {}
+        self._small_types: dict[tuple[str, str], set[str]] = {}
 
     # --- stores ---------------------------------------------------------------------------------------
 
@@ -646,7 +647,16 @@ class FGAService:
             otype, oid = split_object(obj)
             ts.relation_or_raise(otype, req.relation)
             by_type.setdefault(otype, []).append(oid)
-        reader = RequestReader(self.ds, req.store_id, ts, ctx, batching=True)
+        reader = RequestReader(
+            self.ds,
+            req.store_id,
+            ts,
+            ctx,
+            batching=True,
+            object_prefetch=self.config.object_prefetch,
+            big_types=self._big_types.setdefault((req.store_id, ts.id), set()),
+            small_types=self._small_types.setdefault((req.store_id, ts.id), set()),
+        )
         res = Resolution(
             ts,
             reader,

@@ -129,6 +129,14 @@ class TupleReader(Protocol):
     # Optional: ``async def read_object_tuples(store_id, object, limit) -> list[TupleKey] | None``, every
     # tuple of one object (all relations), or None when it has more than ``limit``. Check uses it to fetch an
     # object once instead of once per relation; without it the engine uses ``read_page`` on the object.
+    #
+    # Optional: ``async def read_objects_tuples(store_id, object_type, object_ids, limit, *, relations=None,
+    # users=None, usersets=None) -> list[TupleKey] | None``, the tuples of many objects of one type (all
+    # relations), or None when there are more than ``limit`` in all. With any of the keywords, only tuples
+    # on one of ``relations``, or whose user is one of ``users`` (on any relation), or a userset of one of
+    # the ``usersets`` (type, relation) pairs. The RAG filter reads each layer of objects (the candidates,
+    # then their parents) with it in one call, only the rows that can matter to its user, instead of every
+    # row of one relation at a time; without it the engine reads relation by relation.
 
 
 class TupleWriter(Protocol):

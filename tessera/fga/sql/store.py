@@ -415,6 +415,48 @@ class SQLDatastore:
                 rows = [_key(r) for r in (await conn.execute(stmt)).all()]
         return None if len(rows) > limit else rows
 
+    async def read_objects_tuples(
+        self,
+        store_id: str,
+        object_type: str,
+        object_ids: Sequence[str],
+        limit: int,
+        *,
+        relations: Sequence[str] | None = None,
+        users: Sequence[str] | None = None,
+        usersets: Sequence[tuple[str, str]] | None = None,
+    ) -> list[TupleKey] | None:
+        """Tuples of many objects of one type (all relations; one primary-key range per object), or None
+        past ``limit`` in all: the RAG filter reads each layer of objects with it. With any of ``relations``,
+        ``users``, ``usersets``: only tuples on one of those relations, or whose user is one of ``users``
+        (any relation), or a userset of one of those (type, relation) pairs (the database filters the
+        range, so only the rows the filter can use come back)."""
+        ids = list(dict.fromkeys(object_ids))
+        if not ids:
+            return []
+        filtered = relations is not None or users is not None or usersets is not None
+        rels, names, kinds = list(relations or ()), list(users or ()), list(dict.fromkeys(usersets or ()))
+        if filtered and not (rels or names or kinds):
+            return []
+        if self._hot is not None:
+            rows = self._hot.of_objects(
+                store_id, object_type, ids, limit + 1, (rels, names, kinds) if filtered else None
+            )
+        else:
+            conds: list[Any] = [_t.store_id == store_id, _t.object_type == object_type, _t.object_id.in_(ids)]
+            if filtered:
+                terms: list[Any] = []
+                if rels:
+                    terms.append(_t.relation.in_(rels))
+                if names:
+                    terms.append(_users_clause(names))
+                terms += [and_(_t.user_type == ty, _t.user_relation == rel) for ty, rel in kinds]
+                conds.append(or_(*terms))
+            stmt = select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1)
+            async with self.db.read() as conn:
+                rows = [_key(r) for r in (await conn.execute(stmt)).all()]
+        return None if len(rows) > limit else rows
+
     async def read_page(
         self, store_id: str, flt: ReadFilter, page_size: int, continuation: str | None
     ) -> tuple[list[StoredTuple], str | None]:
@@ -600,6 +642,12 @@ _SELECT_TUPLES = (
 )
 
 
+_SELECT_OF_OBJECTS = (
+    "SELECT object_type, object_id, relation, user_type, user_id, user_relation, condition_name, "
+    "condition_context FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id IN "
+)
+
+
 def _sqlite_users(users: Sequence[str], params: list[Any]) -> str:
     """The SQL of :func:`_users_clause`: one index probe per user, grouped by (type, relation)."""
     groups: dict[tuple[str, str], list[str]] = {}
@@ -720,6 +768,35 @@ class _SQLiteHotReads:
             "LIMIT ?"
         )
         rows = self._db().execute(sql, (store_id, object_type, object_id, limit)).fetchall()
+        return [_sqlite_key(r) for r in rows]
+
+    def of_objects(
+        self,
+        store_id: str,
+        object_type: str,
+        object_ids: list[str],
+        limit: int,
+        only: tuple[list[str], list[str], list[tuple[str, str]]] | None = None,
+    ) -> list[TupleKey]:
+        params: list[Any] = [store_id, object_type, *object_ids]
+        # Only placeholders are formatted in; every value is a parameter.
+        sql = _SELECT_OF_OBJECTS + f"({', '.join('?' * len(object_ids))})"
+        if only is not None:
+            # The filter is applied to each object's primary-key range as it is scanned: the unary ``+``
+            # keeps SQLite from turning the OR into probes of the reverse index (a user in a big team
+            # would make that read every grant of the team).
+            rels, names, kinds = only
+            terms = []
+            if rels:
+                terms.append(f"+relation IN ({', '.join('?' * len(rels))})")
+                params += rels
+            if names:
+                terms.append(_sqlite_users(names, params).replace("user_", "+user_"))
+            for utype, urel in kinds:
+                terms.append("(+user_type = ? AND +user_relation = ?)")
+                params += [utype, urel]
+            sql += " AND (" + " OR ".join(terms) + ")"
+        rows = self._db().execute(sql + " LIMIT ?", (*params, limit)).fetchall()
         return [_sqlite_key(r) for r in rows]
 
     def by_users(

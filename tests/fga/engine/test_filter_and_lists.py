@@ -50,6 +50,12 @@ class CountingDatastore(MemoryDatastore):
         self.calls += 1
         return await super().read_object_tuples(store_id, obj, limit)
 
+    async def read_objects_tuples(
+        self, store_id: str, object_type: str, object_ids: Sequence[str], limit: int, **kw
+    ):  # type: ignore[no-untyped-def,override]
+        self.calls += 1
+        return await super().read_objects_tuples(store_id, object_type, object_ids, limit, **kw)
+
     async def read_by_users(self, store_id: str, object_type: str, relation: str, users: Sequence[str]):  # type: ignore[no-untyped-def,override]
         self.calls += 1
         return await super().read_by_users(store_id, object_type, relation, users)
