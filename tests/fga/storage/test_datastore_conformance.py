@@ -355,3 +355,44 @@ async def test_concurrent_writes_of_one_tuple_write_it_once(ds: SQLDatastore, st
     assert len(await ds.read_by_objects(store_id, "doc", "viewer", ["race"])) == 1
     changes, _ = await ds.read_changes(store_id, "", 100, None, None)
     assert len(changes) == 1
+
+
+async def test_read_objects_tuples_filters_by_relation_user_and_userset(
+    ds: SQLDatastore, store_id: str
+) -> None:
+    await ds.write(
+        store_id,
+        [],
+        [
+            tk("doc:1", "parent", "folder:a"),
+            tk("doc:1", "viewer", "user:ann"),
+            tk("doc:1", "viewer", "group:eng#member"),
+            tk("doc:2", "editor", "user:ann"),
+            tk("doc:2", "viewer", "user:*"),
+            tk("doc:3", "viewer", "user:bob"),
+            tk("folder:a", "viewer", "user:ann"),
+        ],
+    )
+    everything = await ds.read_objects_tuples(store_id, "doc", ["1", "2", "9"], 100)
+    assert everything is not None and len(everything) == 5
+    assert await ds.read_objects_tuples(store_id, "doc", ["1", "2"], 4) is None  # past the limit
+    only = await ds.read_objects_tuples(
+        store_id,
+        "doc",
+        ["1", "2", "3"],
+        100,
+        relations=["parent"],
+        users=["user:ann", "user:*"],
+        usersets=[("group", "member")],
+    )
+    assert only is not None and ident(only) == {
+        ("doc:1", "parent", "folder:a"),
+        ("doc:1", "viewer", "user:ann"),
+        ("doc:1", "viewer", "group:eng#member"),
+        ("doc:2", "editor", "user:ann"),
+        ("doc:2", "viewer", "user:*"),
+    }
+    assert (
+        await ds.read_objects_tuples(store_id, "doc", ["1"], 100, relations=[], users=[], usersets=[]) == []
+    )
+    assert await ds.read_objects_tuples(store_id, "doc", [], 100) == []
