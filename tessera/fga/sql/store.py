@@ -702,6 +702,10 @@ class _SQLiteHotReads:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA busy_timeout = 15000")
+            # Pages are read from the OS page cache through a memory map instead of one read() call each
+            # (address space only; WAL and writers are unaffected): about 2x on the filter's range scans
+            # and on point reads of a 1M-tuple store (bench/fga.py).
+            conn.execute("PRAGMA mmap_size = 1073741824")
             self._conn = conn
         return self._conn
 
