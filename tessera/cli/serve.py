@@ -211,6 +211,9 @@ async def seed_demo(services: Services) -> dict[str, dict[str, str]]:
         "Demo user": {"email": user.email, "password": password, "user_id": user.id}
     }
     seeded.update(await seed_demo_oauth(services))
+    from tessera.fga.http import seed_demo_store
+
+    seeded["Demo FGA store (OpenFGA API)"] = await seed_demo_store(services)
     return seeded
 
 

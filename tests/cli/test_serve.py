@@ -119,7 +119,9 @@ def test_dev_tls_serves_https_that_trusts_only_the_local_ca(tmp_path: Path) -> N
         # Every URL the summary prints answers.
         printed_urls = set()
         for line in output.splitlines():
-            if "curl " not in line:  # the example commands hold endpoints to POST to, not pages
+            key = line.strip().split("  ")[0]
+            # Example commands hold endpoints to POST to, and API base URLs are not pages: skip those.
+            if "curl " not in line and key not in {"api", "try"}:
                 printed_urls.update(re.findall(r"https://127\.0\.0\.1:\d+/\S*", line))
         for printed in sorted(printed_urls):
             assert httpx.get(printed, verify=only_our_ca).status_code == 200, printed
@@ -252,6 +254,9 @@ async def test_seed_demo_is_idempotent_and_repairs_a_lost_password(tmp_path: Pat
         app = await services.oauth.client_store.get(third["Demo app (public client, PKCE)"]["client_id"])
         assert app is not None and app.is_public and app.client_secret_hash is None
         assert await services.oauth.api_store.get(third["Demo API"]["identifier"]) is not None
+        demo_store = third["Demo FGA store (OpenFGA API)"]
+        assert demo_store == first["Demo FGA store (OpenFGA API)"]  # the same store every start
+        assert (await services.fga.get_store(demo_store["store_id"])).name == "demo"
     finally:
         await services.aclose()
 
