@@ -75,20 +75,23 @@ async def create_api(
 
 async def ensure_api(
     services: Services, identifier: str, *, scopes: dict[str, str], name: str | None = None
-) -> None:
-    """Register a built-in API (the management API, /fga) unless it exists; safe when processes race.
+) -> bool:
+    """Register a built-in API (the management API, /fga) unless it exists; True when this call created it.
 
-    Called at start-up. When the database is not migrated yet (auto-migrate off), it logs and moves on:
-    /readyz reports the pending migrations, and the next start registers the API.
+    Called at start-up, where several workers may race: the loser's insert is a Conflict, which is fine.
+    When the database is not migrated yet (auto-migrate off), it logs and moves on: /readyz reports the
+    pending migrations, and the next start registers the API.
     """
     try:
         if await services.oauth.api_store.get(identifier) is not None:
-            return
+            return False
         await create_api(services, identifier, scopes=scopes, name=name)
     except Conflict:
-        return  # another process registered it first
+        return False  # another process registered it first
     except (OperationalError, ProgrammingError) as exc:
         log.warning("could not register the %s API yet: %s", identifier, type(exc).__name__)
+        return False
+    return True
 
 
 async def rotate_key(services: Services, *, alg: str | None = None, source: str = "cli") -> SigningKey:

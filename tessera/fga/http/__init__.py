@@ -11,9 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from tessera.core.errors import Conflict
 from tessera.fga.http.auth import SCOPES, FGAAuthenticator, check_opt_out
 from tessera.fga.http.routes import router as _routes
 
@@ -50,25 +48,15 @@ async def register_api(services: Services) -> bool:
     """Register ``<issuer>/fga`` with its three scopes unless it exists; True when it was created.
 
     Called when the server starts, so clients can ask ``/oauth/token`` for ``audience=<issuer>/fga`` at once.
-    Several workers may race here: the loser's insert is a Conflict, which is fine.
     """
-    from tessera.oauth.resources import ApiStore
+    from tessera.admin.operations import ensure_api
 
-    store = ApiStore(services.db, services.clock)
-    identifier = api_identifier(services.settings.issuer)
-    try:
-        if await store.get(identifier) is not None:
-            return False
-        api = store.build(identifier, scopes=dict(SCOPES), name="Tessera FGA (OpenFGA API)")
-        async with services.db.transaction() as conn:
-            await store.insert(api, conn=conn)
-    except Conflict:
-        return False
-    except (OperationalError, ProgrammingError) as exc:
-        # The database is not migrated yet (auto_migrate off): /readyz says so; the next start registers it.
-        log.warning("could not register the %s API yet: %s", identifier, exc.__class__.__name__)
-        return False
-    return True
+    return await ensure_api(
+        services,
+        api_identifier(services.settings.issuer),
+        scopes=dict(SCOPES),
+        name="Tessera FGA (OpenFGA API)",
+    )
 
 
 DEMO_MODEL = """\
