@@ -243,7 +243,7 @@ class SetEvaluator:
         if isinstance(rw, TupleToUserset):
             loaded = self._loaded(otype, ids)
             if loaded is not None:
-                rows = {i: loaded[i].get(rw.tupleset, []) for i in ids}
+                rows = {i: found for i in ids if (found := loaded[i].get(rw.tupleset))}
             else:
                 rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
             parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
@@ -286,27 +286,37 @@ class SetEvaluator:
         loaded = self._loaded(otype, ids)
         allowed: set[str] = set()
         rows: dict[str, list[TupleKey]]
-        if names:
-            wanted = tuple(dict.fromkeys(names))
-            if loaded is not None:
-                rows = {i: [k for k in loaded[i].get(relation, ()) if k.user in wanted] for i in ids}
-            else:
-                rows = await reader.direct_many(otype, sorted(ids), relation, wanted)
-            for i, found in rows.items():
-                if any(self._holds(k) for k in found):
-                    allowed.add(i)
-        remaining = sorted(ids - allowed)
-        if not refs or not remaining:
-            return allowed
         if loaded is not None:
-            # The planned rows hold only the userset tuples of sets the user is in (or of kinds without a
-            # closure), which is all the loop below acts on.
+            # One pass over the planned rows (only objects that have some on this relation): the direct
+            # ones naming the user decide at once; the userset ones are kept for the loop below. The plan
+            # holds only the userset tuples of sets the user is in (or of kinds without a closure), which
+            # is all that loop acts on.
+            wanted = set(names)
             kinds = {f"{t}#{r}" for t, r in refs}
-            rows = {
-                i: [k for k in loaded[i].get(relation, ()) if "#" in k.user and _kind(k.user) in kinds]
-                for i in remaining
-            }
+            rows = {}
+            for i in ids:
+                found = loaded[i].get(relation)
+                if not found:
+                    continue
+                for k in found:
+                    if k.user in wanted:
+                        if i not in allowed and self._holds(k):
+                            allowed.add(i)
+                    elif kinds and "#" in k.user and _kind(k.user) in kinds:
+                        rows.setdefault(i, []).append(k)
+            for i in allowed:
+                rows.pop(i, None)
         else:
+            if names:
+                wanted_names = tuple(dict.fromkeys(names))
+                for i, found in (
+                    await reader.direct_many(otype, sorted(ids), relation, wanted_names)
+                ).items():
+                    if any(self._holds(k) for k in found):
+                        allowed.add(i)
+            remaining = sorted(ids - allowed)
+            if not refs or not remaining:
+                return allowed
             rows = await reader.usersets_many(otype, remaining, relation, refs)
         by_kind: dict[tuple[str, str], dict[str, set[str]]] = {}  # (type, rel) -> set id -> object ids
         for i, found in rows.items():
