@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     http_telemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry spans and metrics for each HTTP request (needs an SDK)."
     )
+    risk_flush_interval: float = Field(
+        30.0, gt=0, description="Seconds between writes of the risk engine's global counts to the database."
+    )
     log_level: str = "info"
 
     @field_validator("issuer")

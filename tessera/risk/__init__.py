@@ -38,7 +38,9 @@ def engine_for(services: Services) -> RiskEngine:
             step_up=settings.risk_step_up_threshold,
             deny=settings.risk_deny_threshold,
             end_session=settings.risk_end_session_threshold,
-        )
+        ),
+        # The global counts reach the database every risk_flush_interval seconds, from the first login on.
+        flush_every=settings.risk_flush_interval,
     )
     windows: WindowStore
     if settings.redis_url:

@@ -50,4 +50,7 @@ class RiskConfig:
     attempts_per_minute: float = 10.0
     max_history: float = 200.0  # counts decay past this many logins per user
     profile_cache_size: int = 100_000
+    # Seconds between writes of the global counts to the store (None: only when flush() is called). With a
+    # store, the engine starts the periodic flush itself on its first login (RiskEngine.start_flushing).
+    flush_every: float | None = None
     extra_network_types: dict[int, NetworkType] = field(default_factory=dict)

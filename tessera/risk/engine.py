@@ -11,10 +11,13 @@ frequencies are updated with every attempt; the profile learns only from what ``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -46,6 +49,7 @@ from tessera.risk.store import ProfileCache, RiskStore
 
 HOUR = 3600.0
 DAY = 86400.0
+log = logging.getLogger(__name__)
 MAX_FIELD = 256  # longer identifiers, cities, names are truncated (documented), never refused mid-login
 
 
@@ -149,6 +153,8 @@ class RiskEngine:
         self.cache = ProfileCache(store, self.config.profile_cache_size) if store is not None else None
         self._pending: dict[str, dict[str, float]] = {"net": {}, "agent": {}, "rtt": {}}
         self._addresses = lru_cache(maxsize=65536)(_address)
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
 
     # --- keys -----------------------------------------------------------------------------------------
     def password_fingerprint(self, password: str) -> str:
@@ -177,16 +183,78 @@ class RiskEngine:
         )
 
     async def flush(self) -> None:
-        """Write the global counts gathered since the last flush (call periodically and at shutdown)."""
+        """Write the global counts gathered since the last flush (``start_flushing`` calls it periodically;
+        ``aclose`` calls it at shutdown). Logins scored while the write is under way are kept for the next
+        flush; a failed write keeps its counts pending too, so a database blip loses nothing."""
         if self.store is None:
             return
-        for family, deltas in self._pending.items():
-            if deltas:
-                await self.store.add_global_counts(family, deltas)
-                deltas.clear()
+        for family in self._pending:
+            batch = self._pending[family]
+            if not batch:
+                continue
+            # Swap the batch out before awaiting: assess() keeps counting into a fresh dict meanwhile.
+            self._pending[family] = {}
+            try:
+                await self.store.add_global_counts(family, batch)
+            except BaseException:
+                pending = self._pending[family]
+                for path, count in batch.items():
+                    pending[path] = pending.get(path, 0.0) + count
+                raise
+
+    def start_flushing(
+        self, every: float | None = None, *, wait: Callable[[float], Awaitable[object]] | None = None
+    ) -> asyncio.Task[None]:
+        """Flush the global counts every ``every`` seconds (``RiskConfig.flush_every`` by default) in a
+        background task of the running event loop, until ``aclose``. Returns the task; calling it again
+        returns the same task. ``wait`` replaces ``asyncio.sleep`` (tests drive the ticks with it)."""
+        if self._flusher is not None and not self._flusher.done():
+            return self._flusher
+        interval = every if every is not None else self.config.flush_every
+        if interval is None or not interval > 0:
+            raise ValueError("start_flushing needs a positive interval in seconds")
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_loop(interval, wait or asyncio.sleep), name="tessera-risk-flush"
+        )
+        return self._flusher
+
+    async def _flush_loop(self, every: float, wait: Callable[[float], Awaitable[object]]) -> None:
+        while True:
+            await wait(every)
+            try:
+                await self.flush()
+            except Exception:
+                # The counts stay pending and go with the next tick; one failed write must not stop flushing.
+                log.warning("risk: flushing the global counts failed; retrying next time", exc_info=True)
+
+    async def stop_flushing(self) -> None:
+        """Stop the background flush (if any) and write what is pending."""
+        task, self._flusher = self._flusher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+    @contextlib.asynccontextmanager
+    async def flushing(self, every: float | None = None) -> AsyncIterator[RiskEngine]:
+        """``async with engine.flushing(30):`` flushes every 30 seconds inside the block and once more at
+        its end."""
+        self.start_flushing(every)
+        try:
+            yield self
+        finally:
+            await self.stop_flushing()
+
+    def _ensure_flushing(self) -> None:
+        # A deployment's engine (RiskConfig.flush_every set, a store) starts its flusher with the first login
+        # it sees, inside the server's event loop: no start-up hook is needed.
+        if self._flusher is None and not self._closed and self.store is not None and self.config.flush_every:
+            self.start_flushing()
 
     async def aclose(self) -> None:
-        await self.flush()
+        self._closed = True
+        await self.stop_flushing()
         close = getattr(self.windows, "aclose", None)
         if close is not None:
             await close()
@@ -374,6 +442,7 @@ class RiskEngine:
     async def assess(self, event: LoginEvent) -> Assessment:
         """Score one login attempt against the user's history and the global patterns."""
         resolved = self.resolve(event)
+        self._ensure_flushing()
         f = resolved.features
         profile = await self._profile(event.user_id)
         levels = likelihood_terms(profile, self.world, f)
