@@ -129,7 +129,8 @@ class SetEvaluator:
 
     def __init__(self, res: Resolution) -> None:
         self.res = res
-        self.memo: dict[tuple[str, str], dict[str, bool]] = {}
+        # (type, relation) -> (ids decided, the ids among them that are in the relation).
+        self.memo: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
         # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
         self._plans: dict[str, tuple[list[str], list[str], list[tuple[str, str]]] | None] = {}
         # Per object type: id -> relation -> the planned rows of that object.
@@ -192,10 +193,10 @@ class SetEvaluator:
         if plan is None:
             return
         rows = self._rows.setdefault(otype, {})
-        todo = sorted(i for i in ids if i not in rows)
+        todo = ids - rows.keys()
         if not todo:
             return
-        got = await self.res.reader.objects_many(otype, todo, *plan)
+        got = await self.res.reader.objects_many(otype, sorted(todo), *plan)
         if got is None:
             self._plans[otype] = None  # read relation by relation from now on
             return
@@ -203,14 +204,14 @@ class SetEvaluator:
 
     def _loaded(self, otype: str, ids: set[str]) -> dict[str, dict[str, list[TupleKey]]] | None:
         rows = self._rows.get(otype)
-        if rows is None or self._plans.get(otype) is None or any(i not in rows for i in ids):
+        if rows is None or self._plans.get(otype) is None or not ids <= rows.keys():
             return None
         return rows
 
     async def relation(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res = self.res
-        memo = self.memo.setdefault((otype, relation), {})
-        need = {i for i in ids if i not in memo}
+        known, members = self.memo.setdefault((otype, relation), (set(), set()))
+        need = ids - known
         if need:
             if depth >= res.max_depth:
                 raise _Fallback
@@ -222,9 +223,9 @@ class SetEvaluator:
             if rel is not None and res.ts.may_contain(otype, relation, user):
                 await self._load(otype, need - got)
                 got |= await self.rewrite(otype, need - got, relation, rel.rewrite, depth)
-            for i in need:
-                memo[i] = i in got
-        return {i for i in ids if memo[i]}
+            known |= need
+            members |= got & need
+        return ids & members
 
     def _holds(self, key: TupleKey) -> bool:
         try:
@@ -247,12 +248,25 @@ class SetEvaluator:
             else:
                 rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
             parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
+            defines: dict[str, bool] = {}  # parent type -> whether it defines the computed relation
             for i, found in rows.items():
                 for k in found:
                     pt, _, pid = k.user.partition(":")
-                    if "#" in pid or res.ts.get_relation(pt, rw.computed) is None or not self._holds(k):
+                    if "#" in pid:
                         continue
-                    parents.setdefault(pt, {}).setdefault(pid, set()).add(i)
+                    ok = defines.get(pt)
+                    if ok is None:
+                        ok = defines[pt] = res.ts.get_relation(pt, rw.computed) is not None
+                    if not ok or (k.condition_name and not self._holds(k)):
+                        continue
+                    by_id = parents.get(pt)
+                    if by_id is None:
+                        by_id = parents[pt] = {}
+                    kids = by_id.get(pid)
+                    if kids is None:
+                        by_id[pid] = {i}
+                    else:
+                        kids.add(i)
             allowed: set[str] = set()
             for pt, children in parents.items():
                 for pid in await self.relation(pt, set(children), rw.computed, depth + 1):

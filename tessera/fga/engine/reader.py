@@ -142,10 +142,15 @@ class RequestReader:
         if rows is None:
             return None
         out: dict[str, dict[str, list[TupleKey]]] = {o: {} for o in oids}
+        cut = len(otype) + 1
         for k in rows:
-            by_rel = out.get(k.object.partition(":")[2])
+            by_rel = out.get(k.object[cut:])
             if by_rel is not None and self.allowed(otype, k):
-                by_rel.setdefault(k.relation, []).append(k)
+                found = by_rel.get(k.relation)
+                if found is None:
+                    by_rel[k.relation] = [k]
+                else:
+                    found.append(k)
         return out
 
     async def _read_many(self, ck: tuple[Any, ...], oids: Sequence[str]) -> dict[str, list[TupleKey]]:
@@ -291,12 +296,11 @@ class RequestReader:
 
 def _user_kind(user: str) -> str:
     """``group#member`` for usersets, ``user:*`` for wildcards, ``user`` for objects."""
-    i = user.find("#")
-    if i >= 0:
-        return user[: user.index(":")] + user[i:]
-    if user.endswith(":*"):
+    t, _, rest = user.partition(":")
+    if rest == "*":
         return user
-    return user[: user.index(":")]
+    i = rest.find("#")
+    return t if i < 0 else t + rest[i:]
 
 
 def _narrow(rows: Sequence[TupleKey], ck: tuple[Any, ...]) -> list[TupleKey]:
