@@ -46,3 +46,17 @@ def test_root_help_still_lists_every_group():
     code, loaded = _probe(["--help"])
     assert code == 0
     assert "tessera.services" in loaded
+
+
+def test_version_prints_without_a_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "tessera.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    from tessera import __version__
+
+    assert out.stdout.strip() == __version__
