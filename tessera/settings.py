@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     # metadata_documents.py, logout.py).
     registration_rate_limit: int = Field(20, ge=1, description="Dynamic registrations per IP per window.")
     registration_rate_window: int = Field(3600, ge=1, description="Seconds the registration count covers.")
+    # oauth: failures from one IP at the token, introspection and revocation endpoints (failed client
+    # authentication, invalid grants, revocations that revoke nothing) before its requests get 429 a while.
+    oauth_failure_rate_limit: int = Field(
+        30, ge=1, description="Failed token/introspection/revocation requests per IP per window."
+    )
+    oauth_failure_rate_window: int = Field(60, ge=1, description="Seconds the OAuth failure count covers.")
     metadata_document_timeout: float = Field(5.0, gt=0, le=30, description="Seconds to fetch a document.")
     metadata_document_max_bytes: int = Field(5 * 1024, ge=512, le=65536, description="Largest document.")
     backchannel_logout_timeout: float = Field(

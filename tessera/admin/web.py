@@ -175,6 +175,10 @@ def router(services: Services) -> APIRouter:
                 )
             try:
                 claims = await services.oauth.tokens.verify_access_token(token.strip())
+                if not await services.oauth.token_parties_active(claims):
+                    # The token's client was deleted or disabled (or its user disabled): it no longer
+                    # speaks for anyone, however long it has left.
+                    raise InvalidToken("the token's client or user is no longer active")
             except InvalidToken as exc:
                 raise ApiAuthError(
                     401,

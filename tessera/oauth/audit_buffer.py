@@ -36,6 +36,9 @@ class AuditBuffer:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # One flush at a time: a flush that finds the buffer empty because another one took the events must
+        # still return only once they are written (callers such as shutdown and tests rely on that).
+        self._flushing = asyncio.Lock()
 
     def add(self, event: AuditEvent) -> None:
         if event.occurred_at is None:  # when it happened, not when it was written
@@ -59,14 +62,15 @@ class AuditBuffer:
                 return
 
     async def flush(self) -> None:
-        while self._pending:
-            events, self._pending = self._pending[: self._batch * 10], self._pending[self._batch * 10 :]
-            try:
-                async with self._db.transaction() as conn:
-                    # One executemany: a round trip per event would cost more than the tokens it describes.
-                    await conn.execute(insert(audit_events), [_row(event) for event in events])
-            except Exception:  # the audit log must not take the token endpoint down with it
-                log.exception("could not write %d audit events", len(events))
+        async with self._flushing:
+            while self._pending:
+                events, self._pending = self._pending[: self._batch * 10], self._pending[self._batch * 10 :]
+                try:
+                    async with self._db.transaction() as conn:
+                        # One executemany: a round trip per event would cost more than its token.
+                        await conn.execute(insert(audit_events), [_row(event) for event in events])
+                except Exception:  # the audit log must not take the token endpoint down with it
+                    log.exception("could not write %d audit events", len(events))
 
     async def aclose(self) -> None:
         self._closed = True

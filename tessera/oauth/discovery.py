@@ -24,7 +24,8 @@ CLAIMS_SUPPORTED = [
     "iat",
     "auth_time",
     "nonce",
-    "acr",
+    # No "acr": sessions record no authentication context class, so no token carries one, and acr_values
+    # (a voluntary request, OIDC Core 5.5.1.1) is accepted and ignored. Listing it would promise a claim.
     "amr",
     "sid",
     "at_hash",

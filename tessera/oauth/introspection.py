@@ -1,8 +1,9 @@
 """Token introspection (RFC 7662).
 
 The caller is an authenticated confidential client (RFC 7662 2.1). Access tokens are active when they are
-Tessera's, well signed, unexpired and not revoked; refresh tokens only when asked by the client they were
-issued to. Anything else is ``{"active": false}``, with nothing said about why (RFC 7662 2.2).
+Tessera's, well signed, unexpired, not revoked, and their client and user still exist and are enabled;
+refresh tokens only when asked by the client they were issued to.
+Anything else is ``{"active": false}``, with nothing said about why (RFC 7662 2.2).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ async def _access(server: OAuthServer, token: str) -> dict[str, Any] | None:
         claims = await server.tokens.verify_access_token(token)
     except InvalidToken:
         return None
+    if not await server.token_parties_active(claims):
+        # Signed by Tessera but its client was deleted or disabled, or its user disabled: inactive, and
+        # nothing more is said (RFC 7662 2.2). INACTIVE rather than None: it must not be tried as a refresh
+        # token either.
+        return INACTIVE
     body: dict[str, Any] = {"active": True, "token_type": "Bearer"}
     for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "auth_time", "acr", "amr"):
         if name in claims:

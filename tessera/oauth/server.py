@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from tessera.audit.log import AuditEvent, EventType
-from tessera.core.errors import InvalidClient, InvalidRequest
+from tessera.core.errors import InvalidClient, InvalidRequest, OAuthError
+from tessera.core.ratelimit import RateDecision, RateLimited
 from tessera.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
 from tessera.oauth.clients import ClientCache, ClientStore
 from tessera.oauth.grants import GrantRegistry, TokenRequest
@@ -72,6 +74,10 @@ class OAuthServer:
         )
         self.audit_buffer = AuditBuffer(self.db, self.clock)
         self._issued_counters: dict[str, Any] = {}
+        # IPs over the failure limit, until when (clock seconds). The counts live in the rate limiter (shared
+        # by every process); this only lets a blocked IP be refused before any work, at the cost of one
+        # dictionary truth test on the success path.
+        self._blocked: dict[str, float] = {}
         self._purged_at = time.monotonic()
         self._purge_task: asyncio.Task[None] | None = None
         self.grants = GrantRegistry()
@@ -107,8 +113,90 @@ class OAuthServer:
         )
         return await self.refresh_tokens.revoke_family(grant_id, now, conn=conn)
 
+    async def token_parties_active(self, claims: Mapping[str, Any]) -> bool:
+        """Whether the client and the user an access token was issued to still exist and are enabled.
+
+        A JWT stays well signed after its client is deleted (RFC 7592 2.3, the management API) or its user is
+        disabled, so introspection (RFC 7662 2.2: "active" means the token "has not been revoked by the
+        resource owner" and is usable), userinfo and the management API ask here too. Both reads are
+        authoritative (the database, not the client cache), so a change made in any process counts at once;
+        https client ids (Client ID Metadata Documents) have no row and go through their resolver.
+        """
+        client_id = str(claims.get("client_id", ""))
+        if client_id.startswith("https://"):
+            client = await self.clients.get(client_id)
+        else:
+            client = await self.client_store.get(client_id)
+        if client is None or client.disabled:
+            return False
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or subject == client_id:
+            return True  # a client's own token (client credentials): the client check is the whole story
+        user = await self.services.users.get(subject)
+        if user is None:
+            # A token of a user grant (it carries "gid") whose user was deleted is dead; other subjects
+            # (grants that name someone Tessera has no account for) are judged by the client alone.
+            return "gid" not in claims
+        return not user.disabled
+
     async def audit(self, event: AuditEvent, *, conn: AsyncConnection) -> None:
         await self.services.audit.record(event, conn=conn)
+
+    # --- failure limits: the token, introspection and revocation endpoints ---
+
+    @staticmethod
+    def failure_key(ip: str | None, public_client_id: str | None = None) -> str:
+        """Failures are counted per IP for client authentication, and per IP and public client for what a
+        public client (which authenticates with its client_id alone) gets wrong: a stranger's guessing is
+        caught either way, while an expired refresh token in one app behind a shared NAT blocks neither the
+        other apps there nor the address."""
+        where = ip or "unknown"
+        return where if public_client_id is None else f"{where}|{public_client_id}"
+
+    def refuse_if_blocked(self, key: str) -> None:
+        """429 for a key that went over ``oauth_failure_rate_limit`` failures, until its window lets it in."""
+        if not self._blocked:  # the hot path: nobody is blocked
+            return
+        until = self._blocked.get(key)
+        if until is None:
+            return
+        wait = until - self.clock.now()
+        if wait <= 0:
+            del self._blocked[key]
+            return
+        raise RateLimited(
+            RateDecision(False, 0, max(1, math.ceil(wait))),
+            "too many failed requests from this address; retry later",
+        )
+
+    async def count_failure(self, key: str, *, ip: str | None, endpoint: str, user_agent: str | None) -> None:
+        """Count one failed request under ``key`` (``failure_key``; only failures are counted, so successful
+        requests never touch the limiter); past the limit raise ``RateLimited`` (429 with Retry-After, RFC
+        6585 4) and refuse that key's requests before any work until the sliding window allows it again."""
+        decision = await self.services.rate_limiter.hit(
+            f"oauth:failures:{key}",
+            limit=self.settings.oauth_failure_rate_limit,
+            window_seconds=self.settings.oauth_failure_rate_window,
+        )
+        if decision.allowed:
+            return
+        if len(self._blocked) >= 10_000:  # bounded: many blocked keys at once start the map over
+            self._blocked.clear()
+        self._blocked[key] = self.clock.now() + decision.retry_after
+        self.audit_buffer.add(
+            AuditEvent(
+                EventType.RATE_LIMITED,
+                ip=ip,
+                user_agent=user_agent,
+                details={
+                    "endpoint": endpoint,
+                    "limit": "oauth_failures",
+                    "key": key,
+                    "retry_after": decision.retry_after,
+                },
+            )
+        )
+        raise RateLimited(decision, "too many failed requests from this address; retry later")
 
     # --- endpoints' cores ---
 
@@ -122,6 +210,8 @@ class OAuthServer:
         user_agent: str | None,
         require_confidential: bool = False,
     ) -> AuthenticatedClient:
+        if self._blocked:  # inlined truth test: the success path pays nothing more while nobody is blocked
+            self.refuse_if_blocked(self.failure_key(ip))
         try:
             return await self.authenticator.authenticate(
                 params, authorization, endpoint=endpoint, require_confidential=require_confidential
@@ -139,6 +229,7 @@ class OAuthServer:
                     details={"endpoint": endpoint},
                 )
             )
+            await self.count_failure(self.failure_key(ip), ip=ip, endpoint=endpoint, user_agent=user_agent)
             raise
 
     async def token(
@@ -155,21 +246,40 @@ class OAuthServer:
         authenticated = await self.authenticate_client(
             params, authorization, endpoint=self.token_endpoint, ip=ip, user_agent=user_agent
         )
-        handler = self.grants.handler_for(grant_type)
-        self.grants.check_client(handler, authenticated.client, authenticated.method)
-        # Load (or, the first time ever, create) the signing key before a grant opens its transaction: on
-        # SQLite that transaction holds the write lock, and creating the key inside it would wait on itself.
-        await self.services.keys.active()
-        response = await handler.handle(
-            TokenRequest(
-                params=params,
-                client=authenticated.client,
-                auth_method=authenticated.method,
-                ip=ip,
-                user_agent=user_agent,
-                headers=headers,
+        public = authenticated.method == "none"
+        if public and self._blocked:
+            self.refuse_if_blocked(self.failure_key(ip, authenticated.client.client_id))
+        try:
+            handler = self.grants.handler_for(grant_type)
+            self.grants.check_client(handler, authenticated.client, authenticated.method)
+            # Load (or, the first time ever, create) the signing key before a grant opens its transaction:
+            # on SQLite that transaction holds the write lock, and creating the key inside it would wait on
+            # itself.
+            await self.services.keys.active()
+            response = await handler.handle(
+                TokenRequest(
+                    params=params,
+                    client=authenticated.client,
+                    auth_method=authenticated.method,
+                    ip=ip,
+                    user_agent=user_agent,
+                    headers=headers,
+                )
             )
-        )
+        except RateLimited:
+            raise
+        except OAuthError:
+            # A public client authenticates with its client_id alone, so a stranger can reach the grants:
+            # their failures (invalid_grant from guessed codes or refresh tokens, ...) count as well. A
+            # confidential client that proved its secret is no stranger: its mistakes are not counted.
+            if public:
+                await self.count_failure(
+                    self.failure_key(ip, authenticated.client.client_id),
+                    ip=ip,
+                    endpoint=self.token_endpoint,
+                    user_agent=user_agent,
+                )
+            raise
         counter = self._issued_counters.get(grant_type)
         if counter is None:  # labels() takes a lock and builds a tuple: look each child up once
             counter = self._issued_counters[grant_type] = self.services.metrics.tokens_issued.labels(

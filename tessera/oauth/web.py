@@ -235,7 +235,9 @@ def router(services: Services) -> APIRouter:
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
         )
-        await revoke(
+        if caller.method == "none":
+            server.refuse_if_blocked(server.failure_key(client_ip(request), caller.client.client_id))
+        revoked = await revoke(
             server,
             caller.client,
             params.require("token"),
@@ -243,6 +245,15 @@ def router(services: Services) -> APIRouter:
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
         )
+        if not revoked and caller.method == "none":
+            # Still 200 (RFC 7009 2.2), but counted: a public client needs only its client_id here, so a
+            # stranger could otherwise make the server look guessed tokens up without limit.
+            await server.count_failure(
+                server.failure_key(client_ip(request), caller.client.client_id),
+                ip=client_ip(request),
+                endpoint=f"{server.issuer}/oauth/revoke",
+                user_agent=request.headers.get("user-agent"),
+            )
         return Response(status_code=200, headers=NO_STORE)
 
     routes.add_api_route("/oauth/introspect", introspection, methods=["POST"], summary="RFC 7662")
@@ -294,8 +305,8 @@ def router(services: Services) -> APIRouter:
             ):
                 raise InvalidToken("this token is not for the userinfo endpoint")
             user = await services.users.get(str(claims["sub"]))
-            if user is None or user.disabled:
-                raise InvalidToken("the user is not active")
+            if user is None or user.disabled or not await server.token_parties_active(claims):
+                raise InvalidToken("the user or the client is not active")
         except OAuthError as exc:
             return bearer_error(counted(exc))
         return _json({"sub": user.id, **user_claims(user, scopes)})
