@@ -133,8 +133,9 @@ class SetEvaluator:
         self.memo: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
         # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
         self._plans: dict[str, tuple[list[str], list[str], list[tuple[str, str]]] | None] = {}
-        # Per object type: id -> relation -> the planned rows of that object.
+        # Per object type: relation -> id -> the planned rows, for the ids in _ids.
         self._rows: dict[str, dict[str, dict[str, list[TupleKey]]]] = {}
+        self._ids: dict[str, set[str]] = {}
 
     def _names(self, otype: str, relation: str) -> list[str]:
         """The user strings a direct tuple of ``otype#relation`` would name the user by."""
@@ -192,21 +193,24 @@ class SetEvaluator:
         plan = await self._plan(otype)
         if plan is None:
             return
-        rows = self._rows.setdefault(otype, {})
-        todo = ids - rows.keys()
+        done = self._ids.setdefault(otype, set())
+        todo = ids - done
         if not todo:
             return
         got = await self.res.reader.objects_many(otype, sorted(todo), *plan)
         if got is None:
             self._plans[otype] = None  # read relation by relation from now on
             return
-        rows.update(got)
+        rows = self._rows.setdefault(otype, {})
+        for relation, by_id in got.items():
+            rows.setdefault(relation, {}).update(by_id)
+        done |= todo
 
     def _loaded(self, otype: str, ids: set[str]) -> dict[str, dict[str, list[TupleKey]]] | None:
-        rows = self._rows.get(otype)
-        if rows is None or self._plans.get(otype) is None or not ids <= rows.keys():
+        """relation -> id -> planned rows, when every one of ``ids`` has been read by :meth:`_load`."""
+        if self._plans.get(otype) is None or not ids <= self._ids.get(otype, set()):
             return None
-        return rows
+        return self._rows.get(otype, {})
 
     async def relation(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res = self.res
@@ -244,7 +248,7 @@ class SetEvaluator:
         if isinstance(rw, TupleToUserset):
             loaded = self._loaded(otype, ids)
             if loaded is not None:
-                rows = {i: found for i in ids if (found := loaded[i].get(rw.tupleset))}
+                rows = _among(loaded.get(rw.tupleset), ids)
             else:
                 rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
             parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
@@ -308,10 +312,7 @@ class SetEvaluator:
             wanted = set(names)
             kinds = {f"{t}#{r}" for t, r in refs}
             rows = {}
-            for i in ids:
-                found = loaded[i].get(relation)
-                if not found:
-                    continue
+            for i, found in _among(loaded.get(relation), ids).items():
                 for k in found:
                     if k.user in wanted:
                         if i not in allowed and self._holds(k):
@@ -355,6 +356,15 @@ class SetEvaluator:
             for sid in await self.relation(st, set(holders), srel, depth + 1):
                 allowed |= holders[sid]
         return allowed
+
+
+def _among(by_id: dict[str, list[TupleKey]] | None, ids: set[str]) -> dict[str, list[TupleKey]]:
+    """The entries of ``by_id`` for ``ids`` (walking the smaller of the two)."""
+    if not by_id:
+        return {}
+    if len(ids) < len(by_id):
+        return {i: by_id[i] for i in ids if i in by_id}
+    return {i: found for i, found in by_id.items() if i in ids}
 
 
 def _kind(user: str) -> str:

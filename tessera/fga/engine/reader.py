@@ -118,7 +118,8 @@ class RequestReader:
         usersets: Sequence[tuple[str, str]],
     ) -> dict[str, dict[str, list[TupleKey]]] | None:
         """In one storage read, the tuples of these objects (any relation) that are on one of ``relations``
-        or whose user is one of ``users`` or a userset of one of ``usersets``: ``{id: {relation: rows}}``.
+        or whose user is one of ``users`` or a userset of one of ``usersets``: ``{relation: {id: rows}}``
+        (only the ids that have rows on the relation).
         None when the datastore cannot (no ``read_objects_tuples``), when contextual tuples touch the type
         (their merge is per relation), or when the type's objects hold more than ``object_prefetch`` tuples
         each on average: scanning them would cost more than reading relation by relation. That is found out
@@ -141,14 +142,18 @@ class RequestReader:
             (self.big_types if rows is None else self.small_types).add(otype)
         if rows is None:
             return None
-        out: dict[str, dict[str, list[TupleKey]]] = {o: {} for o in oids}
+        out: dict[str, dict[str, list[TupleKey]]] = {}
+        wanted = set(oids)
         cut = len(otype) + 1
         for k in rows:
-            by_rel = out.get(k.object[cut:])
-            if by_rel is not None and self.allowed(otype, k):
-                found = by_rel.get(k.relation)
+            oid = k.object[cut:]
+            if oid in wanted and self.allowed(otype, k):
+                by_id = out.get(k.relation)
+                if by_id is None:
+                    by_id = out[k.relation] = {}
+                found = by_id.get(oid)
                 if found is None:
-                    by_rel[k.relation] = [k]
+                    by_id[oid] = [k]
                 else:
                     found.append(k)
         return out
