@@ -69,6 +69,11 @@ async def _refresh(server: OAuthServer, caller: Client, token: str) -> dict[str,
             or await server.revocations.any_revoked([f"grant:{record.grant_id}"], conn=conn)
         ):
             return INACTIVE
+    if record.user_id:
+        # The refresh grant refuses a disabled user's refresh token, so introspection says so too.
+        user = await server.services.users.get(record.user_id)
+        if user is None or user.disabled:
+            return INACTIVE
     body: dict[str, Any] = {
         "active": True,
         "token_type": "refresh_token",

@@ -172,7 +172,10 @@ def validate_metadata(data: Any, *, allow_secret_methods: bool = True) -> Client
         raise InvalidClientMetadata("only the 'code' response type is supported")
     # RFC 7591 2.1: grant_types and response_types must agree.
     if ("authorization_code" in grant_types) != ("code" in response_types):
-        raise InvalidClientMetadata("grant_type authorization_code goes with response_type code")
+        raise InvalidClientMetadata(
+            "grant_type authorization_code and response_type code go together; response_types defaults to "
+            '["code"] (RFC 7591 2.1): send "response_types": [] for a client without the code grant'
+        )
     if "refresh_token" in grant_types and grant_types == ["refresh_token"]:
         raise InvalidClientMetadata("refresh_token alone grants nothing")
     if public and "client_credentials" in grant_types:

@@ -53,6 +53,9 @@ async def test_a_disabled_users_access_token_is_inactive_everywhere(tmp_path: Pa
             await env.services.users.set_disabled(user.id, True)
             # RFC 7662 2.2: a token its user can no longer use is not active, and nothing more is said.
             assert await introspect(http, client.client_id, secret, access) == {"active": False}
+            assert await introspect(http, client.client_id, secret, tokens["refresh_token"]) == {
+                "active": False
+            }
             info = await http.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
             assert info.status_code == 401 and 'error="invalid_token"' in info.headers["www-authenticate"]
             refresh = await http.post(
@@ -65,6 +68,7 @@ async def test_a_disabled_users_access_token_is_inactive_everywhere(tmp_path: Pa
             # Nothing was revoked on the way: enabling the user again makes the same token active again.
             await env.services.users.set_disabled(user.id, False)
             assert (await introspect(http, client.client_id, secret, access))["active"] is True
+            assert (await introspect(http, client.client_id, secret, tokens["refresh_token"]))["active"]
 
 
 async def test_tokens_of_a_deleted_or_disabled_client_are_inactive(tmp_path: Path) -> None:
@@ -117,6 +121,16 @@ async def test_a_deleted_registered_clients_tokens_are_inactive(tmp_path: Path) 
         await env.register_api(api, {"orders:read": "Read orders"})
         resource_server, rs_secret = await machine_client(env, "orders:read")
         async with env.client() as http:
+            before = len(await env.services.oauth.client_store.list())
+            # RFC 7591 2.1: response_types defaults to ["code"], which needs the code grant; the error says
+            # what to send instead, and nothing is stored.
+            strict = await http.post(
+                "/oidc/register",
+                json={"client_name": "Bot", "grant_types": ["client_credentials"], "scope": "orders:read"},
+            )
+            assert strict.status_code == 400 and strict.json()["error"] == "invalid_client_metadata"
+            assert '"response_types": []' in strict.json()["error_description"]
+            assert len(await env.services.oauth.client_store.list()) == before
             registered = await http.post(
                 "/oidc/register",
                 json={
