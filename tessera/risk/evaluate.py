@@ -44,6 +44,9 @@ class Cell:
     users: dict[int, int]  # bucket -> users counted
     thresholds: dict[int, float | None] = field(default_factory=dict)  # bucket -> threshold used
     means: dict[int, float | None] = field(default_factory=dict)  # bucket -> mean of the users' rates
+    # bucket -> attacks on users with that much history: with fewer than 1 / (1 - level) of them, the
+    # per-history threshold is simply the lowest-scoring attack of the bucket (every attack is blocked).
+    bucket_attacks: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class Report:
                     "mean_reauth_rate": {_bucket_label(b): r for b, r in c.means.items()},
                     "thresholds": {_bucket_label(b): t for b, t in c.thresholds.items()},
                     "users": {_bucket_label(b): n for b, n in c.users.items()},
+                    "attacks_per_bucket": {_bucket_label(b): n for b, n in c.bucket_attacks.items()},
                 }
                 for c in self.cells
             ],
@@ -160,8 +164,9 @@ def evaluate(
                 rates[b] = statistics.median(per_user) if per_user else None
                 means[b] = statistics.fmean(per_user) if per_user else None
                 users[b] = len(per_user)
+            counts = {b: len(attacks_by_bucket[b]) for b in BUCKETS}
             report.cells.append(
-                Cell(attack, level, overall, len(attack_scores), rates, users, thresholds, means)
+                Cell(attack, level, overall, len(attack_scores), rates, users, thresholds, means, counts)
             )
     return report
 

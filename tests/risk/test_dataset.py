@@ -24,7 +24,7 @@ GOOD = (
 )
 
 
-def parse(text: str, **kw: object) -> list:  # type: ignore[type-arg]
+def parse(text: str, **kw: object) -> list:
     return list(read_rows(io.StringIO(text), **kw))  # type: ignore[arg-type]
 
 

@@ -5,9 +5,12 @@ The engine replays the log online, in time order, without labels; the labels are
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
-from tessera.risk.evaluate import BUCKETS, LEVELS, RBA_ATTACKS, evaluate
+import pytest
+
+from tessera.risk.evaluate import BUCKETS, LEVELS, RBA_ATTACKS, evaluate, history_lengths
 
 from .conftest import Replayed
 
@@ -68,6 +71,55 @@ def test_beats_the_novelty_baseline(replayed_2000: Replayed) -> None:
     assert not worse, "\n".join(map(str, worse)) + tables
     assert not not_better, "\n".join(map(str, not_better)) + tables
     assert better >= 50, tables  # of 112 cells (57 on this log; the others tie)
+
+
+def _ties_above_zero(replayed: Replayed) -> list[tuple[str, float, int, float]]:
+    ours = evaluate(replayed.logins, [s.score for s in replayed.scored])
+    baseline = evaluate(replayed.logins, novelty_baseline(replayed))
+    return [
+        (attack, level, bucket, theirs)
+        for attack in RBA_ATTACKS
+        for level in LEVELS
+        for bucket in BUCKETS
+        if (theirs := baseline.cell(attack, level).rates[bucket] or 0.0) > 0
+        and (ours.cell(attack, level).rates[bucket] or 0.0) >= theirs
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4 asks for a strict win in every cell where the baseline re-authenticates anyone; 28 cells "
+    "below 20 logins still tie (README, 'How good it is'). Strict: this starts failing once they are won, "
+    "and the xfail mark must then go.",
+)
+def test_beats_the_baseline_in_every_cell_where_it_reauthenticates(replayed_2000: Replayed) -> None:
+    """The issue's wording. Cells where both are at 0% cannot be beaten and only need "not worse" (above)."""
+    assert not _ties_above_zero(replayed_2000)
+
+
+def test_per_history_thresholds_say_how_many_attacks_they_rest_on(replayed_2000: Replayed) -> None:
+    """Blocking a share p of the n attacks in a bucket blocks ceil(p * n): all n when n < 1 / (1 - p), and
+    the threshold is then the lowest-scoring attack of the bucket. The report says n for each bucket."""
+    scores = [s.score for s in replayed_2000.scored]
+    report = evaluate(replayed_2000.logins, scores)
+    history = history_lengths(replayed_2000.logins)
+    for cell in report.cells:
+        rows = [i for i, login in enumerate(replayed_2000.logins) if login.attack == cell.attack]
+        assert sum(cell.bucket_attacks.values()) == sum(history[i] >= 1 for i in rows)
+        for bucket, n in cell.bucket_attacks.items():
+            if n and math.ceil(cell.level * n - 1e-9) == n:
+                in_bucket = [scores[i] for i in rows if _bucket_of(history[i]) == bucket]
+                assert cell.thresholds[bucket] == min(in_bucket)
+    as_json = report.to_json()["cells"]
+    assert isinstance(as_json, list) and "attacks_per_bucket" in as_json[0]
+
+
+def _bucket_of(history: int) -> int | None:
+    found = None
+    for b in BUCKETS:
+        if history >= b:
+            found = b
+    return found
 
 
 def test_global_threshold_variant_is_reported(replayed_2000: Replayed) -> None:
