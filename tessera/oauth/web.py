@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tessera.core.errors import InvalidRequest, InvalidToken, OAuthError
+from tessera.core.ratelimit import RateLimited
 from tessera.oauth.authorize import (
     AuthorizationEndpoint,
     AuthorizationResponse,
@@ -85,11 +86,35 @@ def router(services: Services) -> APIRouter:
             params = Params(request.query_params.multi_items())
         return await run_authorization(request, params)
 
+    def too_many(exc: RateLimited) -> Response:
+        page = services.pages.error(
+            "Too many requests",
+            "Too many bad authorization requests came from your address. Try again later.",
+            code=exc.code,
+            status_code=429,
+        )
+        page.headers.update(exc.headers)
+        return page
+
     async def run_authorization(request: Request, params: Params, decision: str | None = None) -> Response:
+        # Unknown clients and unregistered redirect URIs are what a stranger probing /authorize gets: they
+        # are counted per IP (only those failures: the sign-in flow itself never touches the limiter), and
+        # past the limit the address gets a 429 page before any lookup until the window lets it in.
+        failures = f"authorize:{client_ip(request) or 'unknown'}"
         try:
-            client, redirect_uri = await endpoint.client_and_redirect(params)
-        except AuthorizePageError as exc:
-            return services.pages.error(exc.title, exc.message, code=exc.code)
+            server.refuse_if_blocked(failures)
+            try:
+                client, redirect_uri = await endpoint.client_and_redirect(params)
+            except AuthorizePageError as exc:
+                await server.count_failure(
+                    failures,
+                    ip=client_ip(request),
+                    endpoint=f"{server.issuer}/authorize",
+                    user_agent=request.headers.get("user-agent"),
+                )
+                return services.pages.error(exc.title, exc.message, code=exc.code)
+        except RateLimited as exc:
+            return too_many(exc)
         try:
             state = params.get("state")
         except InvalidRequest:

@@ -7,16 +7,19 @@ import asyncio
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from tessera.admin import MANAGEMENT_SCOPES, operations
 from tessera.audit.log import AuditEvent, EventType
 from tessera.core.clock import FrozenClock
+from tessera.core.errors import InvalidRequest
 from tessera.oauth.audit_buffer import AuditBuffer
+from tessera.oauth.grants import TokenRequest
+from tessera.oauth.tokens import TokenResponse
 from tests.oauth.support import ISSUER, Env, environment
-from tests.oauth.test_hostile import basic, get_code, introspect, redeem, setup
+from tests.oauth.test_hostile import authorize_url, basic, get_code, introspect, redeem, setup
 
 MANAGEMENT_API = f"{ISSUER}/api/v1"
 
@@ -312,3 +315,74 @@ async def test_a_flush_waits_for_the_one_in_flight(tmp_path: Path) -> None:
         assert in_flight.done()
         assert len(await env.services.audit.query(type="token.issued")) == 5
         await buffer.aclose()
+
+
+async def test_probing_authorize_with_unknown_clients_is_limited(tmp_path: Path) -> None:
+    clock = FrozenClock(1_800_000_000.0)
+    async with (
+        environment(tmp_path, clock=clock, oauth_failure_rate_limit=3, oauth_failure_rate_window=60) as env,
+        env.client() as http,
+    ):
+        _user, client, _secret = await setup(env)
+        good = authorize_url(client.client_id)
+        # Good requests are not counted: they go on to the sign-in page however many there are.
+        for _ in range(6):
+            assert (await http.get(good)).status_code == 303
+        probes = [(await http.get(authorize_url(f"nobody-{i}"))).status_code for i in range(5)]
+        assert probes == [400, 400, 400, 429, 429]
+        blocked = await http.get(good)
+        assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+        assert "location" not in blocked.headers and "Too many requests" in blocked.text
+        clock.advance(200)
+        assert (await http.get(good)).status_code == 303
+
+
+class EchoGrant:
+    """A grant added from outside the package, the way token exchange or CIBA would be."""
+
+    grant_type: ClassVar[str] = "urn:example:params:oauth:grant-type:echo"
+    client_auth_methods: ClassVar[frozenset[str] | None] = frozenset({"client_secret_basic"})
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    async def handle(self, request: TokenRequest) -> TokenResponse:
+        words = request.params.require("words")
+        if len(words) > 20:
+            raise InvalidRequest("words: at most 20 characters")
+        issued = await self._server.tokens.access_token(
+            client_id=request.client.client_id,
+            subject=request.client.client_id,
+            audience=["https://orders.example/"],
+            scope="orders:read",
+        )
+        return TokenResponse(access_token=issued.token, expires_in=60, extra={"echo": words})
+
+
+async def test_a_grant_registered_from_outside_is_served_and_advertised(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env, env.client() as http:
+        await env.register_api("https://orders.example/", {"orders:read": "Read orders"})
+        env.services.oauth.grants.register(EchoGrant(env.services.oauth))
+        allowed, secret = await env.register_client("Echo", grant_types=[EchoGrant.grant_type])
+        other, other_secret = await machine_client(env, "orders:read")
+        assert secret is not None
+        meta = (await http.get("/.well-known/openid-configuration")).json()
+        assert EchoGrant.grant_type in meta["grant_types_supported"]
+
+        form = {"grant_type": EchoGrant.grant_type, "words": "hello"}
+        ok = await http.post("/oauth/token", data=form, headers=basic(allowed.client_id, secret))
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["echo"] == "hello"
+        assert (await introspect(http, other.client_id, other_secret, ok.json()["access_token"]))["active"]
+        # A client not registered for the grant: unauthorized_client (RFC 6749 5.2); so is a method the
+        # grant does not take; the handler's own checks give their own errors.
+        refused = await http.post("/oauth/token", data=form, headers=basic(other.client_id, other_secret))
+        assert refused.status_code == 400 and refused.json()["error"] == "unauthorized_client"
+        posted = await http.post(
+            "/oauth/token", data={**form, "client_id": allowed.client_id, "client_secret": secret}
+        )
+        assert posted.status_code == 400 and posted.json()["error"] == "unauthorized_client"
+        long = await http.post(
+            "/oauth/token", data={**form, "words": "x" * 21}, headers=basic(allowed.client_id, secret)
+        )
+        assert long.status_code == 400 and long.json()["error"] == "invalid_request"
