@@ -88,7 +88,7 @@ def _ties_above_zero(replayed: Replayed) -> list[tuple[str, float, int, float]]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 4 asks for a strict win in every cell where the baseline re-authenticates anyone; 28 cells "
+    reason="issue 4 asks for a strict win in every cell where the baseline re-authenticates anyone; some cells "
     "below 20 logins still tie (README, 'How good it is'). Strict: this starts failing once they are won, "
     "and the xfail mark must then go.",
 )
