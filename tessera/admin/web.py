@@ -174,11 +174,7 @@ def router(services: Services) -> APIRouter:
                     401, "unauthorized", "a bearer token is required", 'Bearer realm="tessera"'
                 )
             try:
-                claims = await services.oauth.tokens.verify_access_token(token.strip())
-                if not await services.oauth.token_parties_active(claims):
-                    # The token's client was deleted or disabled (or its user disabled): it no longer
-                    # speaks for anyone, however long it has left.
-                    raise InvalidToken("the token's client or user is no longer active")
+                claims = await services.oauth.verify_live_access_token(token.strip())
             except InvalidToken as exc:
                 raise ApiAuthError(
                     401,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from tessera.audit.log import AuditEvent, EventType
-from tessera.core.errors import InvalidClient, InvalidRequest, OAuthError
+from tessera.core.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from tessera.core.ratelimit import RateDecision, RateLimited
 from tessera.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
 from tessera.oauth.clients import ClientCache, ClientStore
@@ -138,6 +138,16 @@ class OAuthServer:
             # (grants that name someone Tessera has no account for) are judged by the client alone.
             return "gid" not in claims
         return not user.disabled
+
+    async def verify_live_access_token(self, token: str) -> dict[str, Any]:
+        """For APIs Tessera serves itself (/api/v1, /fga): a valid, unrevoked access token whose client and
+        user are still active; ``invalid_token`` otherwise."""
+        claims = await self.tokens.verify_access_token(token)
+        if not await self.token_parties_active(claims):
+            # The token's client was deleted or disabled (or its user disabled): it no longer speaks for
+            # anyone, however long it has left.
+            raise InvalidToken("the token's client or user is no longer active")
+        return claims
 
     async def audit(self, event: AuditEvent, *, conn: AsyncConnection) -> None:
         await self.services.audit.record(event, conn=conn)

@@ -127,8 +127,12 @@ class FGAAuthenticator:
         verifier: Callable[[], TokenVerifier],
         now: Callable[[], float],
         leeway: int = 30,
+        parties_active: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
     ):
         self.enabled = enabled
+        # Whether the token's client and user still exist and are enabled (a deleted client's JWT is still
+        # well signed); asked last, so OpenFGA's audience and issuer codes keep their precedence.
+        self._parties_active = parties_active
         self.issuer = issuer
         self.audience = f"{issuer}/fga"
         self._verifier = verifier
@@ -163,6 +167,8 @@ class FGAAuthenticator:
             raise FGAAuthError(
                 "forbidden", "the principal is not authorized to perform the action", 403, scope=scope
             )
+        if self._parties_active is not None and not await self._parties_active(claims):
+            raise FGAAuthError("auth_failed_invalid_bearer_token", "invalid bearer token", 401)
         return Principal(str(claims.get("sub", "")), claims.get("client_id"), granted)
 
     def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:

@@ -92,6 +92,16 @@ async def secured(tmp_path: Path, sqlite_url: str) -> AsyncIterator[tuple[httpx.
     """The /fga API with authentication on (SQLite), and the services to mint tokens with."""
     services = Services(settings_for(tmp_path, sqlite_url, auth=True))
     await upgrade(services.db)
+    # The client the tests' tokens name: tokens of clients that do not exist are refused.
+    from tessera.admin import operations
+
+    await operations.create_client(
+        services,
+        source="test",
+        client_id="client-1",
+        client_name="fga test client",
+        grant_types=["client_credentials"],
+    )
     app = create_app(services=services)
     try:
         async with httpx.AsyncClient(

@@ -166,3 +166,15 @@ async def test_a_revoked_token_is_refused(secured: tuple[httpx.AsyncClient, Serv
         await services.oauth.revocations.add(f"jti:{jti}", "test", now, now + timedelta(hours=1), conn=conn)
     r = await api.get("/stores", headers=bearer(value))
     assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
+
+
+async def test_tokens_of_a_deleted_client_are_refused(secured: tuple[httpx.AsyncClient, Services]) -> None:
+    from tessera.admin import operations
+
+    api, services = secured
+    live = await token(services, scope="fga:read")
+    assert (await api.get("/stores", headers=bearer(live))).status_code == 200
+    assert await operations.delete_client(services, "client-1")
+    # Still well signed and unexpired, but its client is gone: it speaks for no one.
+    r = await api.get("/stores", headers=bearer(live))
+    assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
