@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -255,6 +256,15 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_ES256 = ec.ECDSA(hashes.SHA256())  # an immutable algorithm description, shared by every signature
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_header(alg: str, typ: str, kid: str) -> str:
+    # The same few headers sign every token: encode each once (bounded: a handful of keys and types).
+    return _b64(json.dumps({"alg": alg, "typ": typ, "kid": kid}, separators=(",", ":")).encode())
+
+
 def sign_compact(key: SigningKey, claims: dict[str, Any], typ: str) -> str:
     """RFC 7515 compact serialization, signed with ``cryptography`` directly.
 
@@ -262,12 +272,11 @@ def sign_compact(key: SigningKey, claims: dict[str, Any], typ: str) -> str:
     our own key, and ES256 needs only the DER signature turned into R || S (RFC 7518 3.4). Verification
     (``KeyRing.verify``) goes through joserfc, and the tests check that joserfc accepts what this signs.
     """
-    header = json.dumps({"alg": key.alg, "typ": typ, "kid": key.kid}, separators=(",", ":")).encode()
     payload = json.dumps(claims, separators=(",", ":")).encode()
-    signing_input = f"{_b64(header)}.{_b64(payload)}".encode("ascii")
+    signing_input = f"{_encoded_header(key.alg, typ, key.kid)}.{_b64(payload)}".encode("ascii")
     private = key.key.private_key
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        r, s = decode_dss_signature(private.sign(signing_input, _ES256))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     elif isinstance(private, ed25519.Ed25519PrivateKey):
         signature = private.sign(signing_input)
