@@ -17,6 +17,7 @@ def rotate(
     as_json: bool = JsonOption,
 ) -> None:
     """Make a new signing key active. Old keys stay in the JWKS until the tokens they signed expire."""
+
     async def work(services: Services) -> dict[str, object]:
         from tessera.admin import operations
 

@@ -89,8 +89,8 @@ def _ties_above_zero(replayed: Replayed) -> list[tuple[str, float, int, float]]:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 4 asks for a strict win in every cell where the baseline re-authenticates anyone; "
-    "some cells below 20 logins still tie (README, 'How good it is'). Strict: this starts failing once they are won, "
-    "and the xfail mark must then go.",
+    "some cells below 20 logins still tie (README, 'How good it is'). Strict: this starts failing "
+    "once they are won, and the xfail mark must then go.",
 )
 def test_beats_the_baseline_in_every_cell_where_it_reauthenticates(replayed_2000: Replayed) -> None:
     """The issue's wording. Cells where both are at 0% cannot be beaten and only need "not worse" (above)."""
