@@ -217,9 +217,9 @@ class LocalChecker:
         if isinstance(rw, TupleToUserset):
             return await self._ttu(res, otype, oid, rw, depth, path, neg)
         if isinstance(rw, Union):
-            return await self._any(res, otype, oid, relation, rw.children, depth, path, neg)
+            return await self._combine(res, otype, oid, relation, rw.children, depth, path, neg, TRUE)
         if isinstance(rw, Intersection):
-            return await self._all(res, otype, oid, relation, rw.children, depth, path, neg)
+            return await self._combine(res, otype, oid, relation, rw.children, depth, path, neg, FALSE)
         assert isinstance(rw, Difference)
         return await self._but_not(res, otype, oid, relation, rw, depth, path, neg)
 
@@ -351,7 +351,7 @@ class LocalChecker:
             raise error
         return CYCLE if saw_cycle else FALSE
 
-    async def _any(
+    async def _combine(
         self,
         res: Resolution,
         otype: str,
@@ -360,8 +360,12 @@ class LocalChecker:
         children: tuple[Rewrite, ...],
         depth: int,
         path: frozenset[Any],
-        neg: bool = False,
+        neg: bool,
+        decisive: int,
     ) -> int:
+        """Union (``decisive=TRUE``) or intersection (``decisive=FALSE``): the first child that answers
+        ``decisive`` settles it; otherwise the opposite, unless some child met a cycle. An error in one child
+        is raised only if no other child settles the answer (OpenFGA does the same)."""
         error: FGAError | None = None
         saw_cycle = False
         for c in children:
@@ -370,38 +374,14 @@ class LocalChecker:
             except FGAError as exc:
                 error = exc
                 continue
-            if r == TRUE:
-                return TRUE
+            if r == decisive:
+                return decisive
             saw_cycle = saw_cycle or r == CYCLE
         if error is not None:
             raise error
-        return CYCLE if saw_cycle else FALSE
-
-    async def _all(
-        self,
-        res: Resolution,
-        otype: str,
-        oid: str,
-        relation: str,
-        children: tuple[Rewrite, ...],
-        depth: int,
-        path: frozenset[Any],
-        neg: bool = False,
-    ) -> int:
-        error: FGAError | None = None
-        saw_cycle = False
-        for c in children:
-            try:
-                r = await self._eval(res, otype, oid, relation, c, depth, path, neg)
-            except FGAError as exc:
-                error = exc
-                continue
-            if r == FALSE:
-                return FALSE
-            saw_cycle = saw_cycle or r == CYCLE
-        if error is not None:
-            raise error
-        return CYCLE if saw_cycle else TRUE
+        if saw_cycle:
+            return CYCLE
+        return FALSE if decisive == TRUE else TRUE
 
     async def _but_not(
         self,
