@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -60,6 +61,11 @@ class SigningKey:
     created_at: datetime
     retired_at: datetime | None
 
+    @functools.cached_property
+    def private_key(self) -> Any:
+        """The ``cryptography`` private key (joserfc builds its property anew on each access)."""
+        return self.key.private_key
+
     def public_jwk(self) -> dict[str, Any]:
         data = dict(self.key.as_dict(private=False))
         data.update({"kid": self.kid, "use": "sig", "alg": self.alg})
@@ -86,6 +92,10 @@ class KeyRing:
         self._lock = asyncio.Lock()
         self._dirty = True  # the next use must wait for a reload (first use, or a rotation made here)
         self._refreshing: asyncio.Task[None] | None = None
+        # The signing key as of the last reload, and until when (clock seconds) it may be answered without
+        # looking at the key set again: the token endpoint asks for it on every request.
+        self._active: SigningKey | None = None
+        self._active_until = float("-inf")
 
     @property
     def max_token_lifetime(self) -> int:
@@ -165,6 +175,13 @@ class KeyRing:
         self._by_kid = {k.kid: k for k in keys}
         self._loaded_at = self._clock.now()
         self._dirty = False
+        # Only reloads change which key signs; retired keys leave the published set on their own, but never
+        # sign, so the choice holds until the set is due for a re-read.
+        signing = next((k for k in keys if k.retired_at is None), None)
+        self._active = signing
+        self._active_until = (
+            self._loaded_at + self._settings.cache_ttl if signing is not None else float("-inf")
+        )
 
     def _stale(self) -> bool:
         # Also stale when the clock went backwards (tests move FrozenClocks).
@@ -198,9 +215,12 @@ class KeyRing:
             await self._refreshing
 
     async def active(self) -> SigningKey:
+        cached, now = self._active, self._clock.now()
+        if cached is not None and not self._dirty and self._loaded_at <= now < self._active_until:
+            return cached
         keys = await self._fresh()
-        active = [k for k in keys if k.retired_at is None]
-        return active[0] if active else keys[0]
+        signing = [k for k in keys if k.retired_at is None]
+        return signing[0] if signing else keys[0]
 
     async def published(self) -> list[SigningKey]:
         return list(await self._fresh())
@@ -272,9 +292,8 @@ def sign_compact(key: SigningKey, claims: dict[str, Any], typ: str) -> str:
     our own key, and ES256 needs only the DER signature turned into R || S (RFC 7518 3.4). Verification
     (``KeyRing.verify``) goes through joserfc, and the tests check that joserfc accepts what this signs.
     """
-    payload = json.dumps(claims, separators=(",", ":")).encode()
-    signing_input = f"{_encoded_header(key.alg, typ, key.kid)}.{_b64(payload)}".encode("ascii")
-    private = key.key.private_key
+    signing_input = f"{_encoded_header(key.alg, typ, key.kid)}.{_b64(orjson.dumps(claims))}".encode("ascii")
+    private = key.private_key
     if isinstance(private, ec.EllipticCurvePrivateKey):
         r, s = decode_dss_signature(private.sign(signing_input, _ES256))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from tessera.core.errors import InvalidRequest
 
@@ -57,16 +57,36 @@ class Params:
         return set(self._values)
 
 
+def form_pairs(text: str) -> list[tuple[str, str]]:
+    """``urllib.parse.parse_qsl(text, keep_blank_values=True)``, result for result, in a fraction of its time.
+
+    The token endpoint parses a form on every request, and ``parse_qsl`` runs ``unquote`` (with its argument
+    coercion) on every name and value. Here only the parts that carry ``%`` or ``+`` are unquoted, with the
+    same ``unquote_plus``, so what comes out is exactly what ``parse_qsl`` gives (tests/oauth compare the two
+    on generated input). Like ``parse_qsl``: ``&`` separates pairs, empty pairs are skipped, a pair without
+    ``=`` has an empty value, and bad percent-escapes are kept as they are (UTF-8, ``errors="replace"``).
+    """
+    pairs: list[tuple[str, str]] = []
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        pairs.append((name, value))
+        if len(pairs) > MAX_PARAMS:
+            raise InvalidRequest("too many parameters")
+    return pairs
+
+
 def parse_form(body: bytes) -> Params:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest("the body is not UTF-8") from exc
-    try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_PARAMS)
-    except ValueError as exc:
-        raise InvalidRequest("too many parameters or a malformed body") from exc
-    return Params(pairs)
+    return Params(form_pairs(text))
 
 
 def parse_json(body: bytes) -> Params:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from tessera.core.errors import InvalidRequest, InvalidToken, OAuthError
+from tessera.core.errors import InvalidRequest, InvalidToken, OAuthError, TesseraError
 from tessera.core.ratelimit import RateLimited
 from tessera.oauth.authorize import (
     AuthorizationEndpoint,
@@ -27,8 +31,9 @@ from tessera.oauth.params import Params, parse_body, parse_form
 from tessera.oauth.revocation import revoke
 from tessera.oauth.scopes import OPENID
 from tessera.oauth.tokens import user_claims
+from tessera.web import limits
 from tessera.web.csrf import CSRFError
-from tessera.web.errors import NO_STORE
+from tessera.web.errors import NO_STORE, api_error_response, oauth_error_response
 from tessera.web.pages import client_ip
 
 if TYPE_CHECKING:
@@ -49,6 +54,115 @@ def _json(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] 
 
 def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+_TOKEN_RESPONSE_HEADERS = [
+    (b"content-type", b"application/json"),
+    # RFC 6749 5.1: token responses must not be cached.
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+]
+
+
+class TokenEndpoint:
+    """POST /oauth/token as a raw ASGI app: the one route every client-credentials call takes.
+
+    It reads only the headers it needs from the ASGI scope, reads the body under the same size limit as
+    ``tessera.web.limits``, and writes the response messages itself. Starlette's Request and Response objects
+    (header parsing, cookie and media-type handling) cost more than the token's own logic; everything else,
+    client authentication and the grants included, is the same ``OAuthServer.token`` as ever.
+    """
+
+    def __init__(self, services: Services, counted: Callable[[OAuthError], OAuthError]):
+        self._server = services.oauth
+        self._counted = counted
+        self._max_body = services.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = authorization = user_agent = None
+        declared_length: bytes | None = None
+        for name, value in scope["headers"]:
+            # The first of a repeated header counts, as with Starlette's Headers.get.
+            if name == b"content-type":
+                content_type = content_type or value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = authorization or value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = user_agent or value.decode("latin-1")
+            elif name == b"content-length":
+                declared_length = value
+        if declared_length is not None and not _fits(declared_length, self._max_body):
+            await limits.refuse(send, self._max_body)
+            return
+        try:
+            body = await _read_body(receive, self._max_body)
+        except _ClientGone:
+            return
+        if body is None:  # a chunked body that grew past the limit
+            await limits.refuse(send, self._max_body)
+            return
+        client = scope.get("client")
+        ip = client[0] if client else None
+        try:
+            try:
+                response = await self._server.token(
+                    parse_body(content_type, body),
+                    authorization,
+                    ip=ip,
+                    user_agent=user_agent,
+                    headers=Headers(scope=scope),
+                )
+            except OAuthError as exc:
+                raise self._counted(exc) from None
+        except OAuthError as exc:
+            await oauth_error_response(exc)(scope, receive, send)
+            return
+        except TesseraError as exc:
+            await api_error_response(exc)(scope, receive, send)
+            return
+        payload = orjson.dumps(response.as_json())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_TOKEN_RESPONSE_HEADERS, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _fits(declared_length: bytes, limit: int) -> bool:
+    try:
+        return 0 <= int(declared_length) <= limit
+    except ValueError:
+        return False
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None past ``limit`` bytes; ``_ClientGone`` if the client disconnected."""
+    message = await receive()
+    if message["type"] != "http.request":
+        raise _ClientGone
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: one message
+        return body if len(body) <= limit else None
+    chunks = [body]
+    size = len(body)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def router(services: Services) -> APIRouter:
@@ -219,22 +333,17 @@ def router(services: Services) -> APIRouter:
 
     # --- token endpoint (RFC 6749 3.2) ---
 
-    async def token(request: Request) -> Response:
-        try:
-            params = await params_of(request)
-            response = await server.token(
-                params,
-                request.headers.get("authorization"),
-                ip=client_ip(request),
-                user_agent=request.headers.get("user-agent"),
-                headers=request.headers,
-            )
-        except OAuthError as exc:
-            raise counted(exc) from None
-        return _json(response.as_json())
-
-    # The token endpoint is the hot path: a plain Starlette route (no dependency solving), matched first.
-    routes.routes.insert(0, Route("/oauth/token", token, methods=["POST"], name="token_endpoint"))
+    # The hot path: a raw ASGI app (tessera/web/hotpath.py sends it its requests ahead of FastAPI's stack),
+    # also mounted as a plain route for when the lane is not in front (a root_path, HTTP telemetry on).
+    routes.routes.insert(
+        0,
+        Route(
+            "/oauth/token",
+            TokenEndpoint(services, counted),
+            methods=["POST"],
+            name="token_endpoint",
+        ),
+    )
 
     # --- introspection (RFC 7662) and revocation (RFC 7009) ---
 

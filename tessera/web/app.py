@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                     await sweeper
             await services.aclose()
 
-    app = FastAPI(
+    app = hotpath.TesseraApp(
         title="Tessera",
         version=__version__,
         lifespan=lifespan,
@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.include_router(oauth_router)
     app.include_router(admin_web.router(services))
     app.include_router(fga_http.router(services), prefix="/fga")
-    # Middleware added last runs first: the body limit wraps the hot lane, which wraps everything else.
-    hotpath.install(app, [oauth_router])
+    # The token endpoint is answered ahead of FastAPI's stack (it keeps its own body limit); every other
+    # request meets the body limit first.
+    hotpath.install(app, [oauth_router], enabled=not settings.http_telemetry)
     limits.install(app, settings)
     return app

@@ -1,57 +1,45 @@
 """A direct lane for the few routes that carry most of the traffic (the token endpoint).
 
-FastAPI's stack (exception middleware, the async exit stack, matching the path against every route) costs
-about as much CPU as issuing a client-credentials token itself (bench/oauth_token_path.py). Routes named in
-``HOT_ROUTES`` are dispatched by exact method and path from one dictionary lookup, before that stack; every
-other request goes through it unchanged. The body-size limit still wraps this lane, and error mapping is the
-same as the app's (``tessera.web.errors``).
+FastAPI's stack in front of a route (its telemetry hooks, error middleware, body-limit wrapper, the exception
+middleware and the matching of the path against every route) costs about as much CPU as issuing a
+client-credentials token itself (bench/oauth_token_path.py). The app class here answers the routes named in
+``HOT_ROUTES`` from one dictionary lookup by exact method and path, before any of that; every other request
+goes through the stack unchanged. A hot route is a raw ASGI app that does its own error mapping and body
+limit (``tessera.oauth.web.TokenEndpoint``). The lane stays out of the way when the app is mounted under a
+root path or HTTP telemetry is on (telemetry must see every request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from tessera.core.errors import OAuthError, TesseraError
-from tessera.web.errors import api_error_response, oauth_error_response
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 HOT_ROUTES = frozenset({"token_endpoint"})
 
 
-class HotPaths:
-    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], Endpoint]):
-        self.app = app
-        self.routes = routes
+class TesseraApp(FastAPI):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.hot_routes: dict[tuple[str, str], ASGIApp] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-            if endpoint is not None:
-                request = Request(scope, receive)
-                try:
-                    response = await endpoint(request)
-                except OAuthError as exc:
-                    response = oauth_error_response(exc)
-                except TesseraError as exc:
-                    response = api_error_response(exc)
-                await response(scope, receive, send)
+        if self.hot_routes and scope["type"] == "http" and not scope.get("root_path"):
+            hot = self.hot_routes.get((scope["method"], scope["path"]))
+            if hot is not None:
+                scope["app"] = self
+                await hot(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
-def install(app: FastAPI, routers: list[APIRouter]) -> None:
-    """Route the hot routes of these routers (included without a prefix) directly, by method and path."""
-    routes: dict[tuple[str, str], Endpoint] = {}
+def install(app: TesseraApp, routers: list[APIRouter], *, enabled: bool = True) -> None:
+    """Answer the hot routes of these routers (included without a prefix) directly, by method and path."""
+    if not enabled or app.root_path:
+        return
     for route in (route for router in routers for route in router.routes):
         if isinstance(route, Route) and route.name in HOT_ROUTES:
             for method in route.methods or ():
-                routes[(method, route.path)] = route.endpoint
-    if routes:
-        app.add_middleware(HotPaths, routes=routes)
+                app.hot_routes[(method, route.path)] = route.app

@@ -36,7 +36,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _refuse(send, self.max_bytes)
+                    await refuse(send, self.max_bytes)
                     return
                 framed_by_length = True
             elif name == b"transfer-encoding":
@@ -70,10 +70,11 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await _refuse(send, self.max_bytes)
+                await refuse(send, self.max_bytes)
 
 
-async def _refuse(send: Send, limit: int) -> None:
+async def refuse(send: Send, limit: int) -> None:
+    """413 with an OAuth-style error body (also used by the token endpoint's own lane)."""
     body = json.dumps(
         {"error": "invalid_request", "error_description": f"request body larger than {limit} bytes"}
     ).encode()
