@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
+from tessera.fga.engine.reader import LayerRow
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import (
     Computed,
@@ -76,11 +77,12 @@ async def filter_ids(
     """The ids among ``object_ids`` that ``res.user`` has ``relation`` with.
 
     Three strategies, in this order. When nothing the relation depends on has cycles (groups in groups
-    aside), :class:`SetEvaluator` resolves all candidates set by set: one batched read per rewrite step,
-    whoever the user is. Otherwise the user's side is tried: a backwards walk from the user (ListObjects'
-    reverse expansion) within ``reverse_budget`` facts, intersected with the candidates; a user who reaches
-    more falls back to the candidates' side, per object but all at once (:func:`check_many`). Candidates
-    the walk leaves undecided (cycles, conditions) or found deeper than the depth limit get the per-object
+    aside), :class:`SetEvaluator` resolves all candidates set by set: one batched read per layer of
+    objects, whoever the user is. Otherwise, and when no condition can occur below the relation, the
+    user's side is tried: a backwards walk from the user (ListObjects' reverse expansion) within
+    ``reverse_budget`` facts, intersected with the candidates; a user who reaches more, or a relation with
+    conditions, falls back to the candidates' side, per object but all at once (:func:`check_many`).
+    Candidates the walk leaves undecided (cycles) or found deeper than the depth limit get the per-object
     check too, so the answer is Check's.
     """
     ids = list(dict.fromkeys(object_ids))
@@ -98,7 +100,11 @@ async def filter_ids(
             pass
         finally:
             res.reader.batching = was
-    cl = await closure(res, object_type, relation, reverse_budget) if reverse_budget else None
+    # A walk from the user's side never meets the tuples that have nothing to do with the user, so it
+    # cannot see a forward Check fail on one (a condition missing its parameter): where conditions can
+    # occur, the candidates get Check's own resolution.
+    walk = bool(reverse_budget) and not res.ts.conditional(object_type, relation)
+    cl = await closure(res, object_type, relation, reverse_budget) if walk else None
     if cl is None:
         verdicts = await check_many(res, object_type, relation, ids)
         return {i for i, ok in zip(ids, verdicts, strict=True) if ok}
@@ -134,7 +140,7 @@ class SetEvaluator:
         # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
         self._plans: dict[str, tuple[list[str], list[str], list[tuple[str, str]]] | None] = {}
         # Per object type: relation -> id -> the planned rows, for the ids in _ids.
-        self._rows: dict[str, dict[str, dict[str, list[TupleKey]]]] = {}
+        self._rows: dict[str, dict[str, dict[str, list[LayerRow]]]] = {}
         self._ids: dict[str, set[str]] = {}
 
     def _names(self, otype: str, relation: str) -> list[str]:
@@ -206,7 +212,7 @@ class SetEvaluator:
             rows.setdefault(relation, {}).update(by_id)
         done |= todo
 
-    def _loaded(self, otype: str, ids: set[str]) -> dict[str, dict[str, list[TupleKey]]] | None:
+    def _loaded(self, otype: str, ids: set[str]) -> dict[str, dict[str, list[LayerRow]]] | None:
         """relation -> id -> planned rows, when every one of ``ids`` has been read by :meth:`_load`."""
         if self._plans.get(otype) is None or not ids <= self._ids.get(otype, set()):
             return None
@@ -231,9 +237,14 @@ class SetEvaluator:
             members |= got & need
         return ids & members
 
-    def _holds(self, key: TupleKey) -> bool:
+    def _holds(self, otype: str, oid: str, relation: str, row: LayerRow) -> bool:
+        """Whether a row's condition holds (rows without one always do); an evaluation error leaves the
+        request to the per-object resolver."""
+        user, cname, cctx = row
+        if not cname:
+            return True
         try:
-            return self.res.condition_holds(key)
+            return self.res.condition_holds(TupleKey(f"{otype}:{oid}", relation, user, cname, cctx))
         except FGAError:
             raise _Fallback from None
 
@@ -246,22 +257,23 @@ class SetEvaluator:
         if isinstance(rw, Computed):
             return await self.relation(otype, ids, rw.relation, depth + 1)
         if isinstance(rw, TupleToUserset):
+            tupleset = rw.tupleset
             loaded = self._loaded(otype, ids)
             if loaded is not None:
-                rows = _among(loaded.get(rw.tupleset), ids)
+                rows = _among(loaded.get(tupleset), ids)
             else:
-                rows = await reader.all_many(otype, sorted(ids), rw.tupleset)
+                rows = _as_rows(await reader.all_many(otype, sorted(ids), tupleset))
             parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
             defines: dict[str, bool] = {}  # parent type -> whether it defines the computed relation
             for i, found in rows.items():
-                for k in found:
-                    pt, _, pid = k.user.partition(":")
+                for row in found:
+                    pt, _, pid = row[0].partition(":")
                     if "#" in pid:
                         continue
                     ok = defines.get(pt)
                     if ok is None:
                         ok = defines[pt] = res.ts.get_relation(pt, rw.computed) is not None
-                    if not ok or (k.condition_name and not self._holds(k)):
+                    if not ok or (row[1] and not self._holds(otype, i, tupleset, row)):
                         continue
                     by_id = parents.get(pt)
                     if by_id is None:
@@ -303,7 +315,7 @@ class SetEvaluator:
         refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
         loaded = self._loaded(otype, ids)
         allowed: set[str] = set()
-        rows: dict[str, list[TupleKey]]
+        rows: dict[str, list[LayerRow]]
         if loaded is not None:
             # One pass over the planned rows (only objects that have some on this relation): the direct
             # ones naming the user decide at once; the userset ones are kept for the loop below. The plan
@@ -313,32 +325,36 @@ class SetEvaluator:
             kinds = {f"{t}#{r}" for t, r in refs}
             rows = {}
             for i, found in _among(loaded.get(relation), ids).items():
-                for k in found:
-                    if k.user in wanted:
-                        if i not in allowed and self._holds(k):
+                for row in found:
+                    u = row[0]
+                    if u in wanted:
+                        if i not in allowed and self._holds(otype, i, relation, row):
                             allowed.add(i)
-                    elif kinds and "#" in k.user and _kind(k.user) in kinds:
-                        rows.setdefault(i, []).append(k)
+                    elif kinds and "#" in u and _kind(u) in kinds:
+                        sets = rows.get(i)
+                        if sets is None:
+                            rows[i] = [row]
+                        else:
+                            sets.append(row)
             for i in allowed:
                 rows.pop(i, None)
         else:
             if names:
                 wanted_names = tuple(dict.fromkeys(names))
-                for i, found in (
-                    await reader.direct_many(otype, sorted(ids), relation, wanted_names)
-                ).items():
-                    if any(self._holds(k) for k in found):
+                got = await reader.direct_many(otype, sorted(ids), relation, wanted_names)
+                for i, found in _as_rows(got).items():
+                    if any(self._holds(otype, i, relation, row) for row in found):
                         allowed.add(i)
             remaining = sorted(ids - allowed)
             if not refs or not remaining:
                 return allowed
-            rows = await reader.usersets_many(otype, remaining, relation, refs)
+            rows = _as_rows(await reader.usersets_many(otype, remaining, relation, refs))
         by_kind: dict[tuple[str, str], dict[str, set[str]]] = {}  # (type, rel) -> set id -> object ids
         for i, found in rows.items():
-            for k in found:
-                if not self._holds(k):
+            for row in found:
+                if row[1] and not self._holds(otype, i, relation, row):
                     continue
-                st, _, rest = k.user.partition(":")
+                st, _, rest = row[0].partition(":")
                 sid, _, srel = rest.partition("#")
                 by_kind.setdefault((st, srel), {}).setdefault(sid, set()).add(i)
         budget = res.max_depth - depth - 2
@@ -358,7 +374,16 @@ class SetEvaluator:
         return allowed
 
 
-def _among(by_id: dict[str, list[TupleKey]] | None, ids: set[str]) -> dict[str, list[TupleKey]]:
+def _as_rows(by_id: dict[str, list[TupleKey]]) -> dict[str, list[LayerRow]]:
+    """A per-relation read's tuple keys as layer rows (the object and relation are the read's)."""
+    return {
+        i: [(k.user, k.condition_name, k.condition_context) for k in found]
+        for i, found in by_id.items()
+        if found
+    }
+
+
+def _among(by_id: dict[str, list[LayerRow]] | None, ids: set[str]) -> dict[str, list[LayerRow]]:
     """The entries of ``by_id`` for ``ids`` (walking the smaller of the two)."""
     if not by_id:
         return {}

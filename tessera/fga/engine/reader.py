@@ -10,16 +10,35 @@ costs one storage round trip for all candidates instead of one per candidate.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tessera.fga.engine.store import TupleReader, read_object_tuples
+from tessera.fga.engine.store import ObjectRow, TupleReader, read_object_tuples
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import TypeSystem
 
 # Read kinds: direct users, userset users, all users.
 _DIRECT, _USERSETS, _ALL = "d", "u", "a"
+
+# A tuple of a layer read, its object and relation known from where it is kept: (user, condition name,
+# condition context).
+LayerRow = tuple[str, str | None, Mapping[str, Any] | None]
+
+
+def _rows_from_keys(read: Callable[..., Awaitable[list[TupleKey] | None]]) -> Any:
+    """A datastore's ``read_objects_tuples`` as ``read_objects_rows``."""
+
+    async def rows(*args: Any, **kwargs: Any) -> list[ObjectRow] | None:
+        keys = await read(*args, **kwargs)
+        if keys is None:
+            return None
+        return [
+            (k.object.partition(":")[2], k.relation, k.user, k.condition_name, k.condition_context)
+            for k in keys
+        ]
+
+    return rows
 
 
 @dataclass
@@ -116,23 +135,28 @@ class RequestReader:
         relations: Sequence[str],
         users: Sequence[str],
         usersets: Sequence[tuple[str, str]],
-    ) -> dict[str, dict[str, list[TupleKey]]] | None:
+    ) -> dict[str, dict[str, list[LayerRow]]] | None:
         """In one storage read, the tuples of these objects (any relation) that are on one of ``relations``
         or whose user is one of ``users`` or a userset of one of ``usersets``: ``{relation: {id: rows}}``
-        (only the ids that have rows on the relation).
+        (only the ids that have rows on the relation), each row ``(user, condition name, condition
+        context)``, only rows the model admits.
         None when the datastore cannot (no ``read_objects_tuples``), when contextual tuples touch the type
         (their merge is per relation), or when the type's objects hold more than ``object_prefetch`` tuples
         each on average: scanning them would cost more than reading relation by relation. That is found out
         once per type (an unfiltered read with that bound, whose rows serve this call too: they are a
         superset) and remembered in ``small_types`` or ``big_types``."""
-        native = getattr(self.ds, "read_objects_tuples", None)  # optional in the protocol (store.py)
+        native = getattr(self.ds, "read_objects_rows", None)  # both optional in the protocol (store.py)
+        if native is None:
+            by_keys = getattr(self.ds, "read_objects_tuples", None)
+            if by_keys is not None:
+                native = _rows_from_keys(by_keys)
         if native is None or not self.object_prefetch or otype not in self.ts.types:
             return None
         if otype in self.big_types or any(o.partition(":")[0] == otype for o, _ in self._ctx_by_object):
             return None
         self.reads += 1
         limit = self.object_prefetch * len(oids)
-        rows: list[TupleKey] | None
+        rows: list[ObjectRow] | None
         if otype in self.small_types:
             rows = await native(
                 self.store_id, otype, oids, limit, relations=relations, users=users, usersets=usersets
@@ -142,20 +166,26 @@ class RequestReader:
             (self.big_types if rows is None else self.small_types).add(otype)
         if rows is None:
             return None
-        out: dict[str, dict[str, list[TupleKey]]] = {}
+        out: dict[str, dict[str, list[LayerRow]]] = {}
         wanted = set(oids)
-        cut = len(otype) + 1
-        for k in rows:
-            oid = k.object[cut:]
-            if oid in wanted and self.allowed(otype, k):
-                by_id = out.get(k.relation)
-                if by_id is None:
-                    by_id = out[k.relation] = {}
-                found = by_id.get(oid)
-                if found is None:
-                    by_id[oid] = [k]
-                else:
-                    found.append(k)
+        admitted = self._allowed
+        for oid, relation, user, cname, cctx in rows:
+            if oid not in wanted:
+                continue
+            ck = (otype, relation, _user_kind(user), cname)
+            ok = admitted.get(ck)
+            if ok is None:
+                ok = admitted[ck] = self.ts.allows_key(TupleKey(f"{otype}:{oid}", relation, user, cname))
+            if not ok:
+                continue
+            by_id = out.get(relation)
+            if by_id is None:
+                by_id = out[relation] = {}
+            found = by_id.get(oid)
+            if found is None:
+                by_id[oid] = [(user, cname, cctx)]
+            else:
+                found.append((user, cname, cctx))
         return out
 
     async def _read_many(self, ck: tuple[Any, ...], oids: Sequence[str]) -> dict[str, list[TupleKey]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -40,6 +40,11 @@ class StoredTuple:
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key.to_json(), "timestamp": _rfc3339(self.timestamp)}
+
+
+# One tuple of a known object type, as the RAG filter's layer reads return it: (object id, relation, user,
+# condition name or None, condition context or None).
+ObjectRow = tuple[str, str, str, str | None, Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,9 @@ class TupleReader(Protocol):
     # the ``usersets`` (type, relation) pairs. The RAG filter reads each layer of objects (the candidates,
     # then their parents) with it in one call, only the rows that can matter to its user, instead of every
     # row of one relation at a time; without it the engine reads relation by relation.
+    #
+    # Optional: ``async def read_objects_rows(...)``, the same arguments and rows as ``read_objects_tuples``,
+    # as :data:`ObjectRow` tuples instead of tuple keys (cheaper to build; the filter prefers it).
 
 
 class TupleWriter(Protocol):

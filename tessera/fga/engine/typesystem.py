@@ -480,6 +480,43 @@ class TypeSystem:
         memo[(type_, relation)] = ok
         return ok
 
+    def conditional(self, type_: str, relation: str) -> bool:
+        """Whether anything ``type#relation`` depends on admits tuples with a condition (on a relation
+        itself or on a tupleset it follows). A forward evaluation can then fail on a tuple that has nothing
+        to do with the user (a missing parameter), which a walk from the user's side never meets."""
+        memo = self.cache.setdefault("conditional", {})
+        hit = memo.get((type_, relation))
+        if hit is not None:
+            return bool(hit)
+        self._cycles  # noqa: B018 - builds the relation graph
+        edges = self.cache["relation_graph"]["edges"]
+        seen: set[tuple[str, str]] = set()
+        todo = [(type_, relation)]
+        found = False
+        while todo and not found:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            rels = self.types.get(node[0], {})
+            rel = rels.get(node[1])
+            if rel is None:
+                continue
+            followed = [rel]
+            stack: list[Rewrite] = [rel.rewrite]
+            while stack:
+                rw = stack.pop()
+                if isinstance(rw, TupleToUserset) and rw.tupleset in rels:
+                    followed.append(rels[rw.tupleset])
+                elif isinstance(rw, (Union, Intersection)):
+                    stack.extend(rw.children)
+                elif isinstance(rw, Difference):
+                    stack += [rw.base, rw.subtract]
+            found = any(r.condition for f in followed for r in f.directly_related)
+            todo.extend(edges.get(node, ()))
+        memo[(type_, relation)] = found
+        return found
+
     def nesting_kind(self, type_: str, relation: str) -> bool:
         """Whether ``type#relation`` is a plain nesting relation (``member: [user, group#member]``): directly
         assignable only, its only userset restriction itself, without a condition. Then the user's sets of

@@ -34,6 +34,7 @@ from tessera.core.clock import Clock
 from tessera.fga.engine.errors import ErrorCode, FGAError
 from tessera.fga.engine.store import (
     ModelRecord,
+    ObjectRow,
     OnDuplicate,
     OnMissing,
     ReadFilter,
@@ -427,10 +428,32 @@ class SQLDatastore:
         usersets: Sequence[tuple[str, str]] | None = None,
     ) -> list[TupleKey] | None:
         """Tuples of many objects of one type (all relations; one primary-key range per object), or None
-        past ``limit`` in all: the RAG filter reads each layer of objects with it. With any of ``relations``,
-        ``users``, ``usersets``: only tuples on one of those relations, or whose user is one of ``users``
-        (any relation), or a userset of one of those (type, relation) pairs (the database filters the
-        range, so only the rows the filter can use come back)."""
+        past ``limit`` in all. With any of ``relations``, ``users``, ``usersets``: only tuples on one of
+        those relations, or whose user is one of ``users`` (any relation), or a userset of one of those
+        (type, relation) pairs (the database filters the range, so only the rows a caller can use come
+        back). The same rows as :meth:`read_objects_rows`, as tuple keys."""
+        rows = await self.read_objects_rows(
+            store_id, object_type, object_ids, limit, relations=relations, users=users, usersets=usersets
+        )
+        if rows is None:
+            return None
+        prefix = object_type + ":"
+        return [TupleKey(prefix + oid, rel, user, cname, cctx) for oid, rel, user, cname, cctx in rows]
+
+    async def read_objects_rows(
+        self,
+        store_id: str,
+        object_type: str,
+        object_ids: Sequence[str],
+        limit: int,
+        *,
+        relations: Sequence[str] | None = None,
+        users: Sequence[str] | None = None,
+        usersets: Sequence[tuple[str, str]] | None = None,
+    ) -> list[ObjectRow] | None:
+        """:meth:`read_objects_tuples` as plain ``(object_id, relation, user, condition_name,
+        condition_context)`` rows: the RAG filter reads each layer of objects with it, and building a
+        tuple key per row would cost it about as much as the database's scan."""
         ids = list(dict.fromkeys(object_ids))
         if not ids:
             return []
@@ -438,6 +461,7 @@ class SQLDatastore:
         rels, names, kinds = list(relations or ()), list(users or ()), list(dict.fromkeys(usersets or ()))
         if filtered and not (rels or names or kinds):
             return []
+        rows: list[ObjectRow]
         if self._hot is not None:
             rows = self._hot.of_objects(
                 store_id, object_type, ids, limit + 1, (rels, names, kinds) if filtered else None
@@ -454,7 +478,16 @@ class SQLDatastore:
                 conds.append(or_(*terms))
             stmt = select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1)
             async with self.db.read() as conn:
-                rows = [_key(r) for r in (await conn.execute(stmt)).all()]
+                rows = [
+                    (
+                        r.object_id,
+                        r.relation,
+                        join_user(r.user_type, r.user_id, r.user_relation),
+                        r.condition_name or None,
+                        r.condition_context or None,
+                    )
+                    for r in (await conn.execute(stmt)).all()
+                ]
         return None if len(rows) > limit else rows
 
     async def read_page(
@@ -636,15 +669,25 @@ class SQLDatastore:
 
 # --- SQLite: the resolver's reads on the event loop -------------------------------------------------------
 
+# The object and user strings are put together by SQLite: one Python string each per row instead of three
+# and a format.
 _SELECT_TUPLES = (
-    "SELECT object_type, object_id, relation, user_type, user_id, user_relation, condition_name, "
-    "condition_context FROM fga_tuples WHERE store_id = ? AND object_type = ? AND relation = ? AND "
+    "SELECT object_type || ':' || object_id, relation, "
+    "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
+    "condition_name, condition_context "
+    "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND relation = ? AND "
 )
-
-
+_SELECT_OF_OBJECT = (
+    "SELECT object_type || ':' || object_id, relation, "
+    "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
+    "condition_name, condition_context "
+    "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id = ? LIMIT ?"
+)
 _SELECT_OF_OBJECTS = (
-    "SELECT object_type, object_id, relation, user_type, user_id, user_relation, condition_name, "
-    "condition_context FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id IN "
+    "SELECT object_id, relation, "
+    "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
+    "condition_name, condition_context "
+    "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id IN "
 )
 
 
@@ -661,16 +704,17 @@ def _sqlite_users(users: Sequence[str], params: list[Any]) -> str:
     return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
 
 
-def _sqlite_key(row: tuple[Any, ...]) -> TupleKey:
-    otype, oid, relation, utype, uid, urel, cname, cctx = row
-    return TupleKey(
-        object=f"{otype}:{oid}",
-        relation=relation,
-        user=f"{utype}:{uid}#{urel}" if urel else f"{utype}:{uid}",
-        condition_name=cname or None,
-        # SQL NULL, or JSON 'null' in rows written before none_as_null: both mean no context.
-        condition_context=(json.loads(cctx) or None) if cctx and cctx != "null" else None,
-    )
+def _sqlite_context(cctx: str | None) -> Any:
+    # SQL NULL, or JSON 'null' in rows written before none_as_null: both mean no context.
+    return (json.loads(cctx) or None) if cctx and cctx != "null" else None
+
+
+def _sqlite_keys(rows: list[tuple[Any, ...]]) -> list[TupleKey]:
+    """Rows of ``_SELECT_TUPLES`` as tuple keys."""
+    return [
+        TupleKey(obj, rel, user, cname, _sqlite_context(cctx)) if cname else TupleKey(obj, rel, user)
+        for obj, rel, user, cname, cctx in rows
+    ]
 
 
 class _SQLiteHotReads:
@@ -763,16 +807,11 @@ class _SQLiteHotReads:
             )
             for utype, urel in pairs:
                 params += [utype, urel]
-        return [_sqlite_key(r) for r in self._db().execute(sql, params).fetchall()]
+        return _sqlite_keys(self._db().execute(sql, params).fetchall())
 
     def of_object(self, store_id: str, object_type: str, object_id: str, limit: int) -> list[TupleKey]:
-        sql = (
-            "SELECT object_type, object_id, relation, user_type, user_id, user_relation, condition_name, "
-            "condition_context FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id = ? "
-            "LIMIT ?"
-        )
-        rows = self._db().execute(sql, (store_id, object_type, object_id, limit)).fetchall()
-        return [_sqlite_key(r) for r in rows]
+        params = (store_id, object_type, object_id, limit)
+        return _sqlite_keys(self._db().execute(_SELECT_OF_OBJECT, params).fetchall())
 
     def of_objects(
         self,
@@ -781,7 +820,7 @@ class _SQLiteHotReads:
         object_ids: list[str],
         limit: int,
         only: tuple[list[str], list[str], list[tuple[str, str]]] | None = None,
-    ) -> list[TupleKey]:
+    ) -> list[ObjectRow]:
         params: list[Any] = [store_id, object_type, *object_ids]
         # Only placeholders are formatted in; every value is a parameter.
         sql = _SELECT_OF_OBJECTS + f"({', '.join('?' * len(object_ids))})"
@@ -801,14 +840,17 @@ class _SQLiteHotReads:
                 params += [utype, urel]
             sql += " AND (" + " OR ".join(terms) + ")"
         rows = self._db().execute(sql + " LIMIT ?", (*params, limit)).fetchall()
-        return [_sqlite_key(r) for r in rows]
+        return [
+            (oid, rel, user, cname, _sqlite_context(cctx)) if cname else (oid, rel, user, None, None)
+            for oid, rel, user, cname, cctx in rows
+        ]
 
     def by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]
     ) -> list[TupleKey]:
         params: list[Any] = [store_id, object_type, relation]
         sql = _SELECT_TUPLES + _sqlite_users(users, params)
-        return [_sqlite_key(r) for r in self._db().execute(sql, params).fetchall()]
+        return _sqlite_keys(self._db().execute(sql, params).fetchall())
 
 
 def _sqlite_time(value: Any) -> datetime:
