@@ -136,25 +136,30 @@ class ClientAuthenticator:
         self, params: Params, authorization: str | None, *, endpoint: str, require_confidential: bool = False
     ) -> AuthenticatedClient:
         presented = _presented(params, authorization)
-        fail = InvalidClient("client authentication failed", headers=_challenge_headers(presented.via_header))
         if presented.method == "private_key_jwt":
-            return await self._private_key_jwt(presented, endpoint, fail)
+            return await self._private_key_jwt(presented, endpoint, self._failure(presented))
         if not presented.client_id:
             raise InvalidClient("client authentication is required", headers=_challenge_headers(False))
         client = await self._clients.get(presented.client_id)
         if client is None or client.disabled:
-            raise fail
-        now = datetime.fromtimestamp(self._clock.now(), UTC)
+            raise self._failure(presented)
         if presented.method in ("client_secret_basic", "client_secret_post"):
             if client.token_endpoint_auth_method not in ("client_secret_basic", "client_secret_post"):
-                raise fail
+                raise self._failure(presented)
+            now = datetime.fromtimestamp(self._clock.now(), UTC)
             if presented.secret is None or not client.secret_matches(presented.secret, now):
-                raise fail
+                raise self._failure(presented)
             return AuthenticatedClient(client, presented.method)
         # "none": only public clients may present a bare client_id.
         if client.token_endpoint_auth_method != "none" or require_confidential:
-            raise fail
+            raise self._failure(presented)
         return AuthenticatedClient(client, "none")
+
+    @staticmethod
+    def _failure(presented: _Presented) -> InvalidClient:
+        # One answer for every way authentication can fail (no hint which part was wrong), made only when
+        # needed: the success path builds no exception.
+        return InvalidClient("client authentication failed", headers=_challenge_headers(presented.via_header))
 
     async def _private_key_jwt(
         self, presented: _Presented, endpoint: str, fail: InvalidClient
