@@ -64,12 +64,22 @@ def simulate_command(
     users: int = typer.Option(2000, "--users", min=1, max=1_000_000, help="Legitimate users to simulate."),
     seed: int = typer.Option(1, "--seed", help="Random seed (same seed, same log)."),
     out: Path = typer.Option(..., "--out", help="CSV file to write (RBA dataset columns plus Attack Type)."),
+    attacks_per_stage: int = typer.Option(
+        1,
+        "--attacks-per-stage",
+        min=0,
+        max=100,
+        help="Attempts of each attacker type on each victim in each stage of the victim's history "
+        "(after 1-3, 4-7, 8-11, 12-19, 20-39, 40-79, 80-119, 120+ logins), so that every history "
+        "length is evaluated on about as many attacks as users reach it; 0: one attempt per attacker "
+        "type on 85% of the victims, at a random moment.",
+    ),
 ) -> None:
     """Write a labelled login log: legitimate habits, four attacker models and credential-stuffing
     campaigns."""
     from tessera.risk.simulate import write
 
-    rows = write(out, users, seed)
+    rows = write(out, users, seed, attacks_per_stage)
     typer.echo(f"wrote {rows} logins of {users} users to {out}")
 
 

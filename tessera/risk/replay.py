@@ -8,8 +8,13 @@ says what a step-up stands for:
   challenge is assumed passed); denied logins teach nothing. Attackers who got a step-up therefore poison
   their victim's profile: the pessimistic choice for the measured security.
 - ``allowed-only``: only logins allowed without a challenge teach.
-- ``labels``: the second factor is emulated from the labels (the legitimate user passes, an attacker fails).
-  Labels are read only after the row was scored, never for its score.
+- ``labels``: the second factor is emulated from the labels (the legitimate user passes, an attacker fails),
+  and no attack teaches its victim's profile, not even one the engine allowed: each attack is judged against
+  the victim's own history, as an independent attempt. A log with many attempts per victim (``tessera risk
+  simulate --attacks-per-stage``) measures each history length on enough attacks that way, without the
+  earlier attempts on the same victim compounding into its profile as they would not in production, where a
+  victim is rarely attacked more than once or twice. Every attempt still counts in the global windows and
+  frequencies. Labels are read only after the row was scored, never for its score.
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ async def replay(rows: Sequence[Row], engine: RiskEngine, *, learn: str = "assum
         )
         if not row.event.success or assessment.decision == Decision.DENY:
             continue
+        if learn == "labels" and not _legitimate(row):
+            continue
         if assessment.decision == Decision.ALLOW:
             await engine.record_outcome(row.event, assessment, Outcome.ALLOWED)
-        elif learn == "assume-passed" or (learn == "labels" and _legitimate(row)):
+        elif learn in {"assume-passed", "labels"}:
             await engine.record_outcome(row.event, assessment, Outcome.STEP_UP_PASSED)
     return [s for s in out if s is not None]
 

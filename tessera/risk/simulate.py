@@ -158,6 +158,11 @@ HOSTING = [
 ]
 
 # Browser release schedules: (major at START, days per major release).
+ATTACKERS = ("naive", "vpn", "targeted", "very_targeted")
+# History lengths at which staged attacks begin (``Simulator.attack_times``): the evaluation's buckets, with
+# the open-ended last one split so that it rests on about as many attacks as the others.
+STAGES = (1, 4, 8, 12, 20, 40, 80, 120)
+
 RELEASES = {
     "Chrome": (131, 28),
     "Firefox": (134, 28),
@@ -385,6 +390,8 @@ class Simulator:
             trips.append((start, start + rng.uniform(3, 12) * DAY, other))
         move_at = first + rng.random() * span if rng.random() < 0.04 else None
         logins: list[Login] = []
+        # What an attacker could know at each moment: the victim's home ISP and main browser then.
+        states: list[tuple[float, Network, Device]] = []
         for at in times:
             if move_at is not None and at >= move_at:
                 home = self._home(cc, city, region)
@@ -443,6 +450,9 @@ class Simulator:
                 for k in range(rng.randint(2, 4)):
                     logins.append(Login(at - 60 * (k + 1), user, ip, net, ua, self._rtt(rtt), False, ""))
             logins.append(Login(at, user, ip, net, ua, rtt, True, ""))
+            primary = desktop or phone
+            assert primary is not None
+            states.append((at, home, primary))
         victim = {
             "home": home,
             "country": cc,
@@ -452,17 +462,45 @@ class Simulator:
             "last": times[-1],
             "desktop": desktop,
             "phone": phone,
+            "states": states,
         }
         return logins, victim
 
-    def attacks(self, user: str, victim: dict) -> list[Login]:
+    def attack_times(self, victim: dict, per_stage: int) -> list[tuple[str, float, Network, Device]]:
+        """When each attacker type tries the victim's password, with what it knows of the victim then.
+
+        ``per_stage`` 0: once per attacker type at a random moment of the victim's life (85% of victims), as
+        attacks arrive in production. ``per_stage`` N: N attempts per attacker type in each history stage the
+        victim reaches (after 1-3, 4-7, 8-11, 12-19, 20-39, 40-79, 80-119 and 120+ of their logins), so that
+        every history length of the evaluation rests on as many attacks as users reach it rather than on the
+        few that a random moment puts there.
+        """
+        rng = self.rng
+        states: list[tuple[float, Network, Device]] = victim["states"]
+        out = []
+        for kind in ATTACKERS:
+            if per_stage <= 0:
+                if rng.random() < 0.15:
+                    continue
+                at = victim["first"] + rng.random() * (victim["last"] - victim["first"] + DAY)
+                before = [s for s in states if s[0] <= at] or states[:1]
+                out.append((kind, at, before[-1][1], before[-1][2]))
+                continue
+            for lo, hi in zip(STAGES, (*STAGES[1:], len(states) + 1), strict=True):
+                hi = min(hi, len(states) + 1)
+                for _ in range(per_stage if lo < hi else 0):
+                    # After the victim's k-th login and before the next (or within a day of the last one).
+                    k = rng.randrange(lo, hi)
+                    after = states[k - 1][0]
+                    until = states[k][0] if k < len(states) else after + DAY
+                    at = after + rng.uniform(0.05, 0.95) * (until - after)
+                    out.append((kind, at, states[k - 1][1], states[k - 1][2]))
+        return out
+
+    def attacks(self, user: str, victim: dict, per_stage: int = 0) -> list[Login]:
         rng = self.rng
         out = []
-        primary: Device = victim["desktop"] or victim["phone"]
-        for kind in ("naive", "vpn", "targeted", "very_targeted"):
-            if rng.random() < 0.15:
-                continue
-            at = victim["first"] + rng.random() * (victim["last"] - victim["first"] + DAY)
+        for kind, at, home_then, primary in self.attack_times(victim, per_stage):
             cc, city, region = victim["country"], victim["city"], victim["region"]
             if kind == "naive":
                 origin = self._country()
@@ -503,7 +541,7 @@ class Simulator:
                 )
                 ua = Device(primary.kind, os_, 0).ua(at)
             else:
-                home: Network = victim["home"]
+                home = home_then
                 net = Network(
                     cc,
                     city,
@@ -558,8 +596,9 @@ class Simulator:
         return out
 
 
-def simulate(users: int, seed: int) -> Iterator[tuple[LoginEvent, str]]:
-    """Every login, in time order, with its attack type ("" for legitimate)."""
+def simulate(users: int, seed: int, attacks_per_stage: int = 1) -> Iterator[tuple[LoginEvent, str]]:
+    """Every login, in time order, with its attack type ("" for legitimate). ``attacks_per_stage``: see
+    ``Simulator.attack_times`` (0: one attack per attacker type per victim at a random time)."""
     if users < 1:
         raise ValueError("users must be at least 1")
     sim = Simulator(seed)
@@ -569,7 +608,7 @@ def simulate(users: int, seed: int) -> Iterator[tuple[LoginEvent, str]]:
     for user in ids:
         own, victim = sim.user_logins(user)
         logins.extend(own)
-        logins.extend(sim.attacks(user, victim))
+        logins.extend(sim.attacks(user, victim, attacks_per_stage))
     logins.extend(sim.stuffing(ids, max(1, users // 700)))
     logins.sort(key=lambda login: login.at)
     for login in logins:
@@ -594,11 +633,11 @@ def simulate(users: int, seed: int) -> Iterator[tuple[LoginEvent, str]]:
         )
 
 
-def write(path: Path, users: int, seed: int) -> int:
+def write(path: Path, users: int, seed: int, attacks_per_stage: int = 1) -> int:
     rows = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = write_header(handle)
-        for rows, (event, attack) in enumerate(simulate(users, seed)):
+        for rows, (event, attack) in enumerate(simulate(users, seed, attacks_per_stage)):
             takeover = bool(attack) and event.success
             writer.writerow(
                 format_row(

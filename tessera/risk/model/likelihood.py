@@ -143,9 +143,33 @@ class GlobalStats:
         # little history of their own (empirical Bayes).
         self.novel: dict[str, float] = {}
         self.trials: dict[str, float] = {}
+        # The same rate under each parent value: users of a carrier-grade NAT block show a new address nearly
+        # every time, users of a home-line block almost never, whatever the population does on average.
+        self.novel_under: dict[str, float] = {}
+        self.trials_under: dict[str, float] = {}
 
-    def novelty(self, level: str) -> float:
-        return (self.novel.get(level, 0.0) + 1.0) / (self.trials.get(level, 0.0) + 4.0)
+    def novelty(self, level: str, parent: str | None = None) -> float:
+        rate = (self.novel.get(level, 0.0) + 1.0) / (self.trials.get(level, 0.0) + 4.0)
+        if parent is None:
+            return rate
+        key = level + SEP + parent
+        trials = self.trials_under.get(key, 0.0)
+        if trials <= 0:
+            return rate
+        return (self.novel_under.get(key, 0.0) + PARENT_PRIOR_WEIGHT * rate) / (trials + PARENT_PRIOR_WEIGHT)
+
+    def count_novelty(self, level: str, parent: str, novel: bool) -> None:
+        key = level + SEP + parent
+        self.trials[level] = self.trials.get(level, 0.0) + 1.0
+        self.trials_under[key] = self.trials_under.get(key, 0.0) + 1.0
+        if novel:
+            self.novel[level] = self.novel.get(level, 0.0) + 1.0
+            self.novel_under[key] = self.novel_under.get(key, 0.0) + 1.0
+        if len(self.trials_under) > self.max_paths:
+            rare = [k for k, n in self.trials_under.items() if n < 3.0]
+            for k in rare:
+                del self.trials_under[k]
+                self.novel_under.pop(k, None)
 
     def add(self, features: Features) -> None:
         self.net.add(features.net)
@@ -202,6 +226,7 @@ def _global_conditional(tree: Tree, user: Tree, path: str, parent: str) -> float
     return max(distinct, 1) / (parent_count + distinct) / NOVEL_SPREAD
 
 
+PARENT_PRIOR_WEIGHT = 5.0  # trials' worth of weight the level's rate has in one parent's rate
 PRIOR_WEIGHT = 3.0  # logins' worth of weight the population's novelty rate has in a user's estimate
 
 
@@ -223,7 +248,7 @@ def _chain_terms(
         # logins whose value was new (seen once), shrunk towards the population's rate for this level. A phone
         # on a carrier-grade NAT gets a new address nearly every time (no surprise); a stable home line almost
         # never does; a user with two logins is judged mostly by what users in general do.
-        prior = stats.novelty(names[depth])
+        prior = stats.novelty(names[depth], parent)
         novelty = min(1.0, (user.ones.get(parent, 0) + PRIOR_WEIGHT * prior) / (parent_count + PRIOR_WEIGHT))
         own = user.counts.get(path, 0.0)
         p_user = (1.0 - novelty) * own / parent_count + novelty * g
@@ -342,10 +367,7 @@ def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> 
         parent = ""
         for depth, path in enumerate(paths(values)):
             if tree.count(parent) > 0:
-                level = LEVEL_NAMES[family][depth]
-                world.trials[level] = world.trials.get(level, 0.0) + 1.0
-                if path not in tree.counts:
-                    world.novel[level] = world.novel.get(level, 0.0) + 1.0
+                world.count_novelty(LEVEL_NAMES[family][depth], parent, path not in tree.counts)
             parent = path
 
 
