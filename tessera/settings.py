@@ -106,6 +106,13 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies are refused with 413.")
     # bench: FastAPI's own OpenTelemetry checks cost every request about 10 us even when no SDK is set up.
+    # bench: a full garbage collection walks every object of the loaded code (about 150,000, 40-90 ms here);
+    # one such pause in a benchmark round was the token endpoint's p99.
+    freeze_heap: bool = Field(
+        False,
+        description="After start-up, move the objects that exist into the garbage collector's permanent "
+        "generation (gc.freeze), so collections skip them. tessera serve and tessera dev turn it on.",
+    )
     http_telemetry: bool = Field(
         False, description="FastAPI's OpenTelemetry spans and metrics for each HTTP request (needs an SDK)."
     )

@@ -67,3 +67,22 @@ def test_the_token_endpoints_direct_lane_keeps_limits_and_error_shapes(tmp_path:
         unsupported = http.post("/oauth/token", data={"grant_type": "magic"})
         assert unsupported.status_code in (400, 401) and "error" in unsupported.json()
         assert http.get("/oauth/token").status_code == 405  # other methods take the ordinary route
+
+
+def test_server_processes_freeze_the_start_up_heap(tmp_path: Path) -> None:
+    import gc
+
+    from tessera.cli.serve import export_settings
+
+    # `tessera serve` and `tessera dev` hand freeze_heap=true to their workers with the other settings.
+    settings = make_settings(tmp_path, freeze_heap=True)
+    assert export_settings(settings, environ={})["TESSERA_FREEZE_HEAP"] == "true"
+    gc.unfreeze()
+    try:
+        with serve(create_app(make_settings(tmp_path))):
+            assert gc.get_freeze_count() == 0  # off by default (tests, embedding)
+        with serve(create_app(settings)) as server, httpx.Client(base_url=server.url) as http:
+            assert gc.get_freeze_count() > 10_000  # the loaded code, out of every later collection
+            assert http.get("/healthz").json() == {"status": "ok"}
+    finally:
+        gc.unfreeze()

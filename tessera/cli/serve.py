@@ -40,6 +40,7 @@ EXPORTED_FIELDS = (
     "tls_key",
     "auto_migrate",
     "log_level",
+    "freeze_heap",
 )
 
 
@@ -163,6 +164,7 @@ def serve_command(
     run_with_services(settings, _prepare, migrate=migrate)
     # Migrations ran here (or were declined): workers must not run them again, concurrently.
     settings.auto_migrate = False
+    settings.freeze_heap = True  # a server process: see Settings.freeze_heap
     export_settings(settings)
     typer.echo(f"tessera serving {settings.issuer} ({settings.workers} worker(s))", err=True)
     _run_uvicorn(settings, forwarded_allow_ips=forwarded_allow_ips)
@@ -368,6 +370,7 @@ def dev_command(
     else:
         print_summary(summary)
     settings.auto_migrate = False
+    settings.freeze_heap = True  # a server process: see Settings.freeze_heap
     export_settings(settings)
     _run_uvicorn(settings)
 

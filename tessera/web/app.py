@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +63,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             # Start anyway: /readyz answers 503 until the database is reachable, and the next start
             # registers the built-in APIs.
             log.warning("database not reachable at start-up: %s", exc.__class__.__name__)
+        if settings.freeze_heap:
+            # What start-up loaded (modules, the app, caches) lives as long as the process: collect once,
+            # then keep it out of every later collection (Settings.freeze_heap says why).
+            gc.collect()
+            gc.freeze()
         log.info("tessera %s serving %s", __version__, settings.issuer)
         sweeper = (
             asyncio.create_task(_sweep_ended_sessions(services), name="backchannel-logout-sweep")
