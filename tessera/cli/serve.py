@@ -86,6 +86,9 @@ def _run_uvicorn(settings: Settings, *, forwarded_allow_ips: str | None = None) 
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         log_level=settings.log_level.lower(),
+        # uvicorn formats each access line's arguments before the logger's level check: below info they
+        # would never print, so the access log is off rather than paid for on every request.
+        access_log=settings.log_level.lower() in ("trace", "debug", "info"),
         server_header=False,
         # X-Forwarded-For/-Proto are believed only from these proxies: client IPs drive the rate limits and
         # the audit log, so a client must not be able to choose its own.
