@@ -76,6 +76,10 @@ def _challenge_headers(via_header: bool) -> dict[str, str]:
     return {"WWW-Authenticate": 'Basic realm="tessera"'} if via_header else {}
 
 
+def _form_decoded(value: str) -> str:
+    return unquote_plus(value) if "%" in value or "+" in value else value
+
+
 def _presented(params: Params, authorization: str | None) -> _Presented:
     basic = None
     if authorization:
@@ -88,8 +92,8 @@ def _presented(params: Params, authorization: str | None) -> _Presented:
             user, sep, password = decoded.partition(":")
             if not sep:
                 raise InvalidClient("malformed Basic credentials", headers=_challenge_headers(True))
-            # RFC 6749 2.3.1: both parts are form-urlencoded before Basic encoding.
-            basic = (unquote_plus(user), unquote_plus(password))
+            # RFC 6749 2.3.1: both parts are form-urlencoded before Basic encoding (most need no decoding).
+            basic = (_form_decoded(user), _form_decoded(password))
     body_id = params.get("client_id")
     body_secret = params.get("client_secret")
     assertion = params.get("client_assertion")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tessera.core.errors import InvalidScope
 
 OPENID = "openid"
@@ -41,6 +43,10 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
 }
 
 
+# RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): printable ASCII except the quote and backslash.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
+
+
 def parse(scope: str | None) -> list[str]:
     """Space-delimited, order kept, duplicates dropped."""
     if not scope:
@@ -49,7 +55,7 @@ def parse(scope: str | None) -> list[str]:
     for token in scope.split(" "):
         if not token:
             continue
-        if any(ord(c) < 0x21 or ord(c) > 0x7E or c in '"\\' for c in token):
+        if not _SCOPE_TOKEN.fullmatch(token):
             raise InvalidScope(f"scope {token!r} is not a valid scope token")
         seen[token] = None
     return list(seen)
