@@ -9,8 +9,8 @@ flight at a time, as wrk's connections), alternating the apps over the rounds, a
 CPU per request (``time.process_time``, so the database thread counts too):
 
 - ``tessera``: ``tessera.web.app:create_app`` on a SQLite file seeded through the ``tessera`` command line;
-- ``tessera-route``: the same app with the token endpoint also mounted as a plain Starlette route first in
-  the app's own route list, ahead of every included router (what routing costs);
+- ``tessera-stack``: the same app with its token lane off (``TesseraApp.hot_routes`` emptied), so requests go
+  through FastAPI's middleware and routing to the same endpoint: what the lane (tessera/web/hotpath.py) saves;
 - ``bare``: bench/bare_token_endpoint.py's Starlette app.
 
 Every response is checked (200 and an access token) so that a failing app cannot look fast.
@@ -147,27 +147,18 @@ def seed_tessera(work_dir: Path) -> tuple[dict[str, str], str, str]:
 
 def tessera_apps(env: dict[str, str]) -> tuple[Any, Any]:
     os.environ.update({k: v for k, v in env.items() if k.startswith("TESSERA_")})
-    from starlette.routing import Route
-
-    from tessera.oauth import web as oauth_web
     from tessera.web.app import create_app
 
     plain = create_app()
-    routed = create_app()
-    services = routed.state.services
-    endpoint = next(
-        route.endpoint
-        for route in oauth_web.router(services).routes
-        if isinstance(route, Route) and route.path == "/oauth/token"
-    )
-    routed.router.routes.insert(0, Route("/oauth/token", endpoint, methods=["POST"]))
-    return plain, routed
+    stacked = create_app()
+    stacked.hot_routes.clear()  # every request through FastAPI's stack, as without the lane
+    return plain, stacked
 
 
 async def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tessera-inprocess-") as tmp:
         env, client_id, client_secret = seed_tessera(Path(tmp))
-        plain, routed = tessera_apps(env)
+        plain, stacked = tessera_apps(env)
         bare_secret = "bare-secret-" + "x" * 32
         bare = build_bare_app(
             issuer=ISSUER, client_id="bench-client", client_secret=bare_secret, resource=RESOURCE, scope=SCOPE
@@ -175,12 +166,12 @@ async def run(args: argparse.Namespace) -> int:
         body = urlencode({"grant_type": "client_credentials", "resource": RESOURCE, "scope": SCOPE}).encode()
         apps: dict[str, tuple[Any, bytes]] = {
             "tessera": (plain, basic(client_id, client_secret)),
-            "tessera-route": (routed, basic(client_id, client_secret)),
+            "tessera-stack": (stacked, basic(client_id, client_secret)),
             "bare": (bare, basic("bench-client", bare_secret)),
         }
         apps = {name: app for name, app in apps.items() if name in args.apps}
         results: dict[str, list[float]] = {name: [] for name in apps}
-        async with lifespan(plain), lifespan(routed):
+        async with lifespan(plain), lifespan(stacked):
             for app, authorization in apps.values():
                 await measure(app, body, authorization, min(1000, args.requests))  # warm-up
             for round_no in range(args.rounds):
@@ -196,7 +187,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"{name:<14} {statistics.median(values):8.1f} {min(values):8.1f}  {rounds}")
         if "bare" in results:
             base = statistics.median(results["bare"])
-            for name in ("tessera", "tessera-route"):
+            for name in ("tessera", "tessera-stack"):
                 if name in results:
                     print(f"{name}/bare: {statistics.median(results[name]) / base:.2f}x CPU per request")
         if args.json:
@@ -211,13 +202,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     parser.add_argument(
         "--apps",
-        default="tessera,tessera-route,bare",
-        help="comma-separated subset of tessera,tessera-route,bare (to profile one, run under py-spy)",
+        default="tessera,tessera-stack,bare",
+        help="comma-separated subset of tessera,tessera-stack,bare (to profile one, run under py-spy)",
     )
     args = parser.parse_args()
     args.apps = {name.strip() for name in args.apps.split(",") if name.strip()}
-    if not args.apps or not args.apps <= {"tessera", "tessera-route", "bare"}:
-        parser.error("--apps takes names from tessera, tessera-route, bare")
+    if not args.apps or not args.apps <= {"tessera", "tessera-stack", "bare"}:
+        parser.error("--apps takes names from tessera, tessera-stack, bare")
     if not 100 <= args.requests <= 1_000_000 or not 1 <= args.rounds <= 100:
         parser.error("--requests 100..1000000, --rounds 1..100")
     try:
