@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     authorization_code_ttl: int = Field(60, ge=10, le=600)
     refresh_token_ttl: int = Field(30 * 86400, ge=60)
     session_ttl: int = Field(14 * 86400, ge=60)
+    session_retention_days: int = Field(
+        30, ge=1, description="Login sessions that ended or expired this many days ago are deleted (hourly)."
+    )
     cookie_secure: bool | None = Field(None, description="Default: true when the issuer is https.")
 
     # identity: brute-force protection on the login form (Auth0 blocks after 10 failures per identifier + IP).

@@ -28,17 +28,32 @@ from tessera.web.pages import mount_static
 log = logging.getLogger("tessera")
 
 
+SESSION_PRUNE_EVERY = 3600.0  # seconds between deletions of long-ended login sessions
+
+
 async def _sweep_ended_sessions(services: Services) -> None:
     """Send back-channel logout tokens for sessions that ended outside /oidc/logout (the sign-out page, the
     management API, the CLI, another process). Every process sweeps; a session's participants are deleted
-    once notified, so each client hears of a session's end once in the common case."""
+    once notified, so each client hears of a session's end once in the common case. Once an hour the loop
+    also deletes sessions that ended or expired ``session_retention_days`` ago (their logout is long sent)."""
     interval = services.settings.backchannel_sweep_interval
+    pruned_at = asyncio.get_running_loop().time()
     while True:
         await asyncio.sleep(interval)
         try:
             await services.oauth.logout.sweep()
         except Exception:  # a failed sweep must not end the loop; the next one retries
             log.exception("back-channel logout sweep failed")
+        if asyncio.get_running_loop().time() - pruned_at >= SESSION_PRUNE_EVERY:
+            pruned_at = asyncio.get_running_loop().time()
+            try:
+                removed = await services.sessions.prune(
+                    older_than_days=services.settings.session_retention_days
+                )
+                if removed:
+                    log.info("deleted %d login sessions that ended long ago", removed)
+            except Exception:  # housekeeping; the next hour tries again
+                log.exception("pruning login sessions failed")
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
