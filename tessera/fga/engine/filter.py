@@ -36,6 +36,9 @@ from tessera.fga.engine.typesystem import (
 )
 
 DEFAULT_CONCURRENCY = 512
+# Index probes (set x object) one read may make for a user's sets before reading every userset tuple of
+# the kinds is the cheaper way.
+_MAX_SET_PROBES = 2_000
 
 
 async def check_many(
@@ -331,24 +334,35 @@ class SetEvaluator:
                         if i not in allowed and self._holds(otype, i, relation, row):
                             allowed.add(i)
                     elif kinds and "#" in u and _kind(u) in kinds:
-                        sets = rows.get(i)
-                        if sets is None:
+                        kept = rows.get(i)
+                        if kept is None:
                             rows[i] = [row]
                         else:
-                            sets.append(row)
+                            kept.append(row)
             for i in allowed:
                 rows.pop(i, None)
         else:
-            if names:
-                wanted_names = tuple(dict.fromkeys(names))
-                got = await reader.direct_many(otype, sorted(ids), relation, wanted_names)
+            # Relation by relation (a type too big to read whole). When the user's closures of every
+            # userset kind here are known and small, the userset tuples that can matter are exactly those
+            # naming one of the user's sets: they come in the same read as the direct ones (index probes),
+            # instead of a second read of every userset tuple of the kinds.
+            sets = await self._user_sets(refs, len(ids))
+            rows = {}
+            if names or sets:
+                wanted = set(names)
+                asked = tuple(dict.fromkeys([*names, *(sets or ())]))
+                got = await reader.direct_many(otype, sorted(ids), relation, asked)
                 for i, found in _as_rows(got).items():
-                    if any(self._holds(otype, i, relation, row) for row in found):
-                        allowed.add(i)
+                    for row in found:
+                        if row[0] not in wanted:
+                            rows.setdefault(i, []).append(row)
+                        elif i not in allowed and self._holds(otype, i, relation, row):
+                            allowed.add(i)
+                for i in allowed:
+                    rows.pop(i, None)
             remaining = sorted(ids - allowed)
-            if not refs or not remaining:
-                return allowed
-            rows = _as_rows(await reader.usersets_many(otype, remaining, relation, refs))
+            if sets is None and refs and remaining:
+                rows = _as_rows(await reader.usersets_many(otype, remaining, relation, refs))
         by_kind: dict[tuple[str, str], dict[str, set[str]]] = {}  # (type, rel) -> set id -> object ids
         for i, found in rows.items():
             for row in found:
@@ -372,6 +386,19 @@ class SetEvaluator:
             for sid in await self.relation(st, set(holders), srel, depth + 1):
                 allowed |= holders[sid]
         return allowed
+
+    async def _user_sets(self, refs: tuple[tuple[str, str], ...], objects: int) -> list[str] | None:
+        """The user strings of every set of the kinds ``refs`` the user is in (or may be), when every kind
+        has a closure and probing them on ``objects`` objects stays small; else None."""
+        if not refs:
+            return []
+        out: list[str] = []
+        for st, srel in refs:
+            cl = await self.res.closure(st, srel)
+            if cl is None:
+                return None
+            out += [f"{st}:{sid}#{srel}" for sid in (*cl.sure, *cl.maybe)]
+        return out if len(out) * objects <= _MAX_SET_PROBES else None
 
 
 def _as_rows(by_id: dict[str, list[TupleKey]]) -> dict[str, list[LayerRow]]:
