@@ -15,7 +15,10 @@ password and
   (chosen by market share, so sometimes the victim's own ISP), the victim's browser and version;
 - ``very_targeted``: know the victim's ISP and exact user agent: a residential proxy on the victim's ISP.
 Proxies add latency (round-trip time), as relaying does. ``stuffing`` campaigns try many accounts (real and
-non-existent) with leaked passwords, a few attempts each, rotating addresses within a few ASNs.
+non-existent) with leaked passwords, a few attempts each, rotating addresses within a few ASNs. Each attacker
+knows the victim's ISP and browser of the moment it attacks. By default each attacker type tries each victim
+once in every stage of the victim's history (``attacks_per_stage``, ``Simulator.attack_times``), so that the
+evaluation's per-history thresholds rest on enough attacks; 0 gives one attempt at a random moment instead.
 
 IP addresses are synthetic: each ASN owns random public /16 blocks (fixed-line and mobile apart), each city a
 few of them, and a home connection is renumbered within its city's blocks, mostly its own. The log carries
