@@ -6,6 +6,7 @@ its second factor (conftest), and here, to measure.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import defaultdict
 
@@ -116,6 +117,72 @@ def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Rep
                 assert never_mine > never_theirs, (attack, level, bucket, never_mine, never_theirs)
                 assert never_mine * 2 <= mine.users[bucket]  # why the median cannot move yet
     assert len(ties) <= 19, ties  # 19 on this log: 13 at 1-3 logins, 6 at 4-7
+
+
+FEATURES = ("country", "asn", "block", "ip", "browser", "version", "os", "device")
+
+
+def _novelties(replayed: Replayed) -> list[frozenset[str]]:
+    """Which of a login's features its user had never shown (in their own successful logins)."""
+    seen: dict[str, dict[str, set[object]]] = defaultdict(lambda: defaultdict(set))
+    out: list[frozenset[str]] = [frozenset()] * len(replayed.rows)
+    for i in sorted(range(len(replayed.rows)), key=lambda i: replayed.rows[i].event.timestamp):
+        e = replayed.rows[i].event
+        values = dict(
+            zip(
+                FEATURES,
+                (
+                    e.country,
+                    e.asn,
+                    ipaddress.ip_network(f"{e.ip}/16", strict=False),
+                    e.ip,
+                    (e.browser or "").rsplit(" ", 1)[0],
+                    e.browser,
+                    e.os,
+                    e.device_type,
+                ),
+                strict=True,
+            )
+        )
+        known = seen[e.user_id]
+        out[i] = frozenset(name for name, value in values.items() if value not in known[name])
+        if e.success and replayed.logins[i].attack == "legitimate":
+            for name, value in values.items():
+                known[name].add(value)
+    return out
+
+
+def test_no_scorer_of_novelties_alone_beats_the_baseline_on_targeted_attacks(replayed_2000: Replayed) -> None:
+    """What winning the short-history cells takes. Take a scorer that looks only at which of a login's
+    features (country, ASN, /16 block, IP, browser, its version, OS, device type) the user has not shown
+    before, and never scores a login lower for having more of them new (the baseline is one). An attack whose
+    only novelty is its address then scores at most what any login from a new address scores. When more than
+    1 - p of a bucket's attacks are such attacks, the threshold blocking p of them is at most that score, so
+    every login from a new address is asked; when more than half of the users have one in the bucket, the
+    median user is asked at least once: 1/3 at 1-3 logins and 1/4 at 4-7 and 8-11, the baseline's own
+    figures, which no such scorer can beat. The engine beats them from 8 logins on with what such scorers
+    ignore (how often this user's values change, how often they change for everybody on that network or
+    block, the round-trip time); at 1-7 logins that evidence is still too thin to leave half the users
+    alone."""
+    novelties = _novelties(replayed_2000)
+    history = history_lengths(replayed_2000.logins)
+    _, baseline = _comparison(replayed_2000)
+    for bucket, floor in ((1, 1 / 3), (4, 1 / 4), (8, 1 / 4)):
+        asked: dict[str, bool] = {}
+        for i, login in enumerate(replayed_2000.logins):
+            if login.attack == "legitimate" and login.success and _bucket_of(history[i]) == bucket:
+                asked[login.user] = asked.get(login.user, False) or "ip" in novelties[i]
+        assert sum(asked.values()) * 2 > len(asked), bucket
+        for attack in ("targeted", "very_targeted"):
+            rows = [
+                i
+                for i, login in enumerate(replayed_2000.logins)
+                if login.attack == attack and _bucket_of(history[i]) == bucket
+            ]
+            only_the_address = sum(novelties[i] <= {"ip"} for i in rows)
+            for level in (0.99, 0.995, 0.999):
+                assert only_the_address > (1 - level) * len(rows), (attack, bucket, only_the_address)
+                assert baseline.cell(attack, level).rates[bucket] == floor, (attack, level, bucket)
 
 
 def test_per_history_thresholds_say_how_many_attacks_they_rest_on(replayed_2000: Replayed) -> None:
