@@ -23,7 +23,11 @@ OnErrorOption = typer.Option(
     help="fail: stop at the first bad row (exit 2); skip: report each bad row on stderr and go on.",
 )
 LearnOption = typer.Option(
-    "assume-passed", "--learn", help=f"What a step-up teaches during the replay: {', '.join(LEARN_MODES)}."
+    "assume-passed",
+    "--learn",
+    help="What the replay learns from: assume-passed (a step-up counts as passed; no label is read), "
+    "allowed-only (only logins allowed outright), labels (the labels stand for the second factor: the user "
+    "passes, the attacker fails, and no attack teaches its victim's profile).",
 )
 
 
