@@ -406,6 +406,16 @@ async def http_layer(args: argparse.Namespace) -> dict[str, Any]:
         await upgrade(services.db)
         headers: dict[str, str] = {}
         if auth:
+            # Tokens must name a client that exists and is enabled (/fga refuses the others).
+            from tessera.admin import operations
+
+            await operations.create_client(
+                services,
+                source="bench",
+                client_id="bench",
+                client_name="fga bench",
+                grant_types=["client_credentials"],
+            )
             now = int(time.time())
             claims = {
                 "iss": settings.issuer,
@@ -423,7 +433,9 @@ async def http_layer(args: argparse.Namespace) -> dict[str, Any]:
         async with httpx.AsyncClient(
             transport=transport, base_url="http://127.0.0.1/fga", headers=headers
         ) as c:
-            store_id = (await c.post("/stores", json={"name": "http"})).json()["id"]
+            created = await c.post("/stores", json={"name": "http"})
+            assert created.status_code == 201, created.text
+            store_id = created.json()["id"]
             model = {
                 "schema_version": "1.1",
                 "type_definitions": [
