@@ -10,6 +10,8 @@ import ipaddress
 import math
 from collections import defaultdict
 
+import pytest
+
 from tessera.risk.evaluate import BUCKETS, LEVELS, RBA_ATTACKS, Report, evaluate, history_lengths
 
 from .conftest import Replayed
@@ -222,3 +224,22 @@ def test_global_threshold_variant_is_reported(replayed_2000: Replayed) -> None:
     ]
     blocked = sum(score >= cell.threshold for score in attack_scores) / len(attack_scores)
     assert blocked >= 0.99
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 4's literal criterion (a strict win in every cell where the baseline re-authenticates "
+    "anyone) is met from 8 logins of history on, not at 1-7 (19 ties, test above and README). Strict: once "
+    "those cells are won this passes, and the mark must go.",
+)
+def test_beats_the_baseline_in_every_cell_where_it_reauthenticates(replayed_2000: Replayed) -> None:
+    ours, baseline = _comparison(replayed_2000)
+    ties = [
+        (attack, level, bucket)
+        for attack in RBA_ATTACKS
+        for level in LEVELS
+        for bucket in BUCKETS
+        if (theirs := baseline.cell(attack, level).rates[bucket] or 0.0) > 0
+        and (ours.cell(attack, level).rates[bucket] or 0.0) >= theirs
+    ]
+    assert not ties, ties
