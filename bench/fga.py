@@ -360,6 +360,35 @@ async def in_process(args: argparse.Namespace) -> dict[str, Any]:
         [f"user:u{rng.randrange(1, shape.users)}" for _ in range(20)]
     )
 
+    # What any evaluation from the candidates' side must at least visit on this layout, for scale: the
+    # repository of each of 100 candidate documents (a primary-key probe each), then every tuple of those
+    # repositories (a key range each; the user's grants can be any of them), with sqlite3 straight on the
+    # same file and nothing returned but the repository ids and a count. Not a goal: it bounds the filter.
+    import sqlite3
+
+    raw = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None)
+    raw.execute("PRAGMA mmap_size = 1073741824")
+    where = "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id IN "
+    samples = []
+    for _ in range(50):
+        docs = sorted({f"d{rng.randrange(shape.documents)}" for _ in range(100)})
+        t0 = time.perf_counter()
+        repos = sorted(
+            {
+                row[0]
+                for row in raw.execute(
+                    f"SELECT user_id {where}({', '.join('?' * len(docs))}) AND relation = 'repo'",
+                    (store_id, "document", *docs),
+                )
+            }
+        )
+        raw.execute(
+            f"SELECT count(*) {where}({', '.join('?' * len(repos))})", (store_id, "repo", *repos)
+        ).fetchall()
+        samples.append(time.perf_counter() - t0)
+    raw.close()
+    results["layer_floor_p50"] = _pct(samples, 50)
+
     samples = []
     found = 0
     for _ in range(3):
@@ -618,6 +647,11 @@ def main() -> None:
         print(
             f"  filter cpu time    p50 {_ms(hot_cpu)} = {hot_cpu / r['check_cpu_p50']:.1f}x a check's cpu "
             f"p50; typical users {_ms(typical_cpu)} = {typical_cpu / r['check_cpu_p50']:.1f}x"
+        )
+        floor = r["layer_floor_p50"]
+        print(
+            "  (floor: visiting the 100 documents' repos and those repos' tuples, raw sqlite3, "
+            f"p50 {_ms(floor)} = {floor / r['check_p50']:.1f}x a check p50)"
         )
         print(f"  list objects       {_ms(r['list_objects_median'])} for {r['list_objects_found']} documents")
 
