@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import insert
 
 from tessera.audit.log import AuditEvent, audit_events
+from tessera.audit.sqlite_appender import SQLiteAppender
 from tessera.core.clock import Clock
 from tessera.core.ids import new_id
 from tessera.storage.database import Database
@@ -39,6 +40,10 @@ class AuditBuffer:
         # One flush at a time: a flush that finds the buffer empty because another one took the events must
         # still return only once they are written (callers such as shutdown and tests rely on that).
         self._flushing = asyncio.Lock()
+        # On a SQLite file the batches are appended from the loop itself (tessera/audit/sqlite_appender.py)
+        # whenever the write lock is free; otherwise, and on PostgreSQL, through the Database.
+        self._appender = SQLiteAppender.for_database(db, audit_events)
+        self._checkpointing: asyncio.Task[None] | None = None
 
     def add(self, event: AuditEvent) -> None:
         if event.occurred_at is None:  # when it happened, not when it was written
@@ -65,12 +70,29 @@ class AuditBuffer:
         async with self._flushing:
             while self._pending:
                 events, self._pending = self._pending[: self._batch * 10], self._pending[self._batch * 10 :]
+                rows = [_row(event) for event in events]
                 try:
+                    if self._appender is not None and self._appender.append(rows):
+                        self._checkpoint_if_due()
+                        continue
                     async with self._db.transaction() as conn:
                         # One executemany: a round trip per event would cost more than its token.
-                        await conn.execute(insert(audit_events), [_row(event) for event in events])
+                        await conn.execute(insert(audit_events), rows)
                 except Exception:  # the audit log must not take the token endpoint down with it
                     log.exception("could not write %d audit events", len(events))
+
+    def _checkpoint_if_due(self) -> None:
+        appender = self._appender
+        if appender is None or not appender.checkpoint_due:
+            return
+        if self._checkpointing is None or self._checkpointing.done():
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint(appender))
+
+    async def _checkpoint(self, appender: SQLiteAppender) -> None:
+        try:
+            await asyncio.to_thread(appender.checkpoint)
+        except Exception:  # the next batch tries again; SQLite's other writers checkpoint too
+            log.warning("could not checkpoint the audit log's write-ahead log", exc_info=True)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -80,6 +102,11 @@ class AuditBuffer:
             with contextlib.suppress(Exception):
                 await self._task
         await self.flush()
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+        if self._appender is not None:
+            self._appender.close()
 
 
 def _truncate(value: str | None, limit: int) -> str | None:
