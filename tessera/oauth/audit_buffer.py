@@ -25,6 +25,7 @@ from tessera.core.ids import new_id
 from tessera.storage.database import Database
 
 log = logging.getLogger("tessera.oauth.audit")
+APPEND_CHUNK = 64  # rows per transaction when appending from the event loop (SQLite)
 
 
 class AuditBuffer:
@@ -72,14 +73,28 @@ class AuditBuffer:
                 events, self._pending = self._pending[: self._batch * 10], self._pending[self._batch * 10 :]
                 rows = [_row(event) for event in events]
                 try:
-                    if self._appender is not None and self._appender.append(rows):
-                        self._checkpoint_if_due()
-                        continue
+                    if self._appender is not None:
+                        rows = await self._append_in_chunks(rows)
+                        if not rows:
+                            continue
                     async with self._db.transaction() as conn:
                         # One executemany: a round trip per event would cost more than its token.
                         await conn.execute(insert(audit_events), rows)
                 except Exception:  # the audit log must not take the token endpoint down with it
                     log.exception("could not write %d audit events", len(events))
+
+    async def _append_in_chunks(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append on the loop, ``APPEND_CHUNK`` rows at a time with a turn of the loop between (a batch of
+        a hundred rows or more held it for 3-8 ms in one piece; a chunk of 64 holds it about 1-2 ms).
+        Returns the rows still to write, the usual way, when the write lock was taken."""
+        assert self._appender is not None
+        for start in range(0, len(rows), APPEND_CHUNK):
+            if not self._appender.append(rows[start : start + APPEND_CHUNK]):
+                return rows[start:]
+            self._checkpoint_if_due()
+            if start + APPEND_CHUNK < len(rows):
+                await asyncio.sleep(0)
+        return []
 
     def _checkpoint_if_due(self) -> None:
         appender = self._appender

@@ -95,8 +95,8 @@ async def test_the_write_ahead_log_is_checkpointed_off_the_loop(tmp_path: object
     await upgrade(database)
     buffer = AuditBuffer(database, clock, interval=60, batch=10_000)
     assert buffer._appender is not None
-    buffer._appender.checkpoint_rows = 100
-    for n in range(150):
+    buffer._appender.checkpoint_rows = 150  # due after the third 64-row chunk, the last
+    for n in range(170):
         buffer.add(token_event(n, clock))
     await buffer.flush()
     assert buffer._checkpointing is not None
@@ -106,6 +106,6 @@ async def test_the_write_ahead_log_is_checkpointed_off_the_loop(tmp_path: object
     busy, log_frames, checkpointed = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     probe.close()
     assert busy == 0 and log_frames == checkpointed  # nothing was left in the log
-    assert len(await AuditLog(database, clock).query(type="token.issued", limit=1000)) == 150
+    assert len(await AuditLog(database, clock).query(type="token.issued", limit=1000)) == 170
     await buffer.aclose()
     await database.dispose()
