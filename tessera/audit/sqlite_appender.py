@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, insert
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect
 
 from tessera.storage.database import Database
 
@@ -46,12 +46,8 @@ class SQLiteAppender:
     @classmethod
     def for_database(cls, db: Database, table: Table) -> SQLiteAppender | None:
         """An appender for a SQLite file database; None for PostgreSQL and in-memory SQLite."""
-        if not db.is_sqlite:
-            return None
-        database = make_url(db.url).database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return cls(database, table, db.engine.dialect)
+        path = db.sqlite_file
+        return cls(path, table, db.engine.dialect) if path is not None else None
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -92,10 +92,9 @@ class KeyRing:
         self._lock = asyncio.Lock()
         self._dirty = True  # the next use must wait for a reload (first use, or a rotation made here)
         self._refreshing: asyncio.Task[None] | None = None
-        # The signing key as of the last reload, and until when (clock seconds) it may be answered without
-        # looking at the key set again: the token endpoint asks for it on every request.
+        # The signing key as of the last reload (None if every key is retired): answered as it is while the
+        # set is fresh, since the token endpoint asks for it on every request.
         self._active: SigningKey | None = None
-        self._active_until = float("-inf")
 
     @property
     def max_token_lifetime(self) -> int:
@@ -177,11 +176,7 @@ class KeyRing:
         self._dirty = False
         # Only reloads change which key signs; retired keys leave the published set on their own, but never
         # sign, so the choice holds until the set is due for a re-read.
-        signing = next((k for k in keys if k.retired_at is None), None)
-        self._active = signing
-        self._active_until = (
-            self._loaded_at + self._settings.cache_ttl if signing is not None else float("-inf")
-        )
+        self._active = next((k for k in keys if k.retired_at is None), None)
 
     def _stale(self) -> bool:
         # Also stale when the clock went backwards (tests move FrozenClocks).
@@ -215,8 +210,8 @@ class KeyRing:
             await self._refreshing
 
     async def active(self) -> SigningKey:
-        cached, now = self._active, self._clock.now()
-        if cached is not None and not self._dirty and self._loaded_at <= now < self._active_until:
+        cached = self._active
+        if cached is not None and not self._dirty and not self._stale():
             return cached
         keys = await self._fresh()
         signing = [k for k in keys if k.retired_at is None]

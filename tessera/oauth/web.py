@@ -91,7 +91,7 @@ class TokenEndpoint:
                 user_agent = user_agent or value.decode("latin-1")
             elif name == b"content-length":
                 declared_length = value
-        if declared_length is not None and not _fits(declared_length, self._max_body):
+        if declared_length is not None and not limits.declared_length_fits(declared_length, self._max_body):
             await limits.refuse(send, self._max_body)
             return
         try:
@@ -129,13 +129,6 @@ class TokenEndpoint:
             }
         )
         await send({"type": "http.response.body", "body": payload})
-
-
-def _fits(declared_length: bytes, limit: int) -> bool:
-    try:
-        return 0 <= int(declared_length) <= limit
-    except ValueError:
-        return False
 
 
 class _ClientGone(Exception):

@@ -67,6 +67,17 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def sqlite_file(self) -> str | None:
+        """The path of the SQLite database file, for code that opens it with ``sqlite3`` directly; None for
+        PostgreSQL and for in-memory or URI-style SQLite."""
+        if not self.is_sqlite:
+            return None
+        database = make_url(self.url).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return database
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One atomic unit of work: committed when the block ends, rolled back if it raises."""

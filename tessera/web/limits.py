@@ -19,6 +19,14 @@ class BodyTooLarge(Exception):
     pass
 
 
+def declared_length_fits(value: bytes, max_bytes: int) -> bool:
+    """Whether a Content-Length header value is a length within the limit (malformed: no)."""
+    try:
+        return 0 <= int(value) <= max_bytes
+    except ValueError:
+        return False
+
+
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -31,11 +39,7 @@ class BodySizeLimit:
         framed_by_length = False
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                try:
-                    too_big = int(value) > self.max_bytes
-                except ValueError:
-                    too_big = True
-                if too_big:
+                if not declared_length_fits(value, self.max_bytes):
                     await refuse(send, self.max_bytes)
                     return
                 framed_by_length = True

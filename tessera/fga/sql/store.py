@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, literal, or_, select, tuple_, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from tessera.core.clock import Clock
@@ -741,12 +740,8 @@ class _SQLiteHotReads:
 
     @classmethod
     def for_database(cls, db: Database) -> _SQLiteHotReads | None:
-        if not db.is_sqlite:
-            return None
-        database = make_url(db.url).database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return cls(database)
+        path = db.sqlite_file
+        return cls(path) if path is not None else None
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
