@@ -180,3 +180,62 @@ async def test_users_sessions_clients_keys_and_audit(deployment: Deployment) -> 
 
         spec = (await http.get("/openapi.json")).json()
         assert "/api/v1/users" in spec["paths"] and "/api/v1/keys/rotate" in spec["paths"]
+
+
+async def test_sessions_are_ended_one_or_all_and_passwords_and_client_pages_work(
+    deployment: Deployment,
+) -> None:
+    services = deployment.services
+    user = await services.users.create("ada@example.com", "first passphrase 1", name="Ada")
+    one, _ = await services.sessions.create(user.id, ["pwd"], "198.51.100.1", "laptop")
+    two, _ = await services.sessions.create(user.id, ["pwd"], "198.51.100.2", "phone")
+    three, _ = await services.sessions.create(user.id, ["pwd"], "198.51.100.3", "tablet")
+    reader = {"Authorization": f"Bearer {await deployment.token(scope='sessions:read users:read')}"}
+    writer = {"Authorization": f"Bearer {await deployment.token()}"}
+    async with httpx.AsyncClient(base_url=deployment.url) as http:
+        listed = (await http.get(f"/api/v1/users/{user.id}/sessions", headers=reader)).json()
+        assert {s["id"] for s in listed} == {one.id, two.id, three.id}
+        assert {s["ip"] for s in listed} == {"198.51.100.1", "198.51.100.2", "198.51.100.3"}
+
+        # Ending needs sessions:write; the refused call ends nothing.
+        refused = await http.delete(f"/api/v1/sessions/{one.id}", headers=reader)
+        assert refused.status_code == 403 and await services.sessions.get(one.id) is not None
+
+        assert (await http.delete(f"/api/v1/sessions/{one.id}", headers=writer)).status_code == 204
+        assert await services.sessions.get(one.id) is None
+        assert await services.sessions.get(two.id) is not None
+        assert (await http.delete(f"/api/v1/sessions/{one.id}", headers=writer)).status_code == 404
+        assert (await http.delete(f"/api/v1/users/{user.id}/sessions", headers=writer)).status_code == 204
+        assert await services.sessions.list_for_user(user.id) == []
+        assert (await http.delete("/api/v1/users/nobody/sessions", headers=writer)).status_code == 404
+
+        changed = await http.patch(
+            f"/api/v1/users/{user.id}", json={"password": "second passphrase 2"}, headers=writer
+        )
+        assert changed.status_code == 200, changed.text
+        assert await services.users.verify_password("ada@example.com", "second passphrase 2") is not None
+        assert await services.users.verify_password("ada@example.com", "first passphrase 1") is None
+
+        for n in range(3):
+            made = await http.post(
+                "/api/v1/clients",
+                json={"client_name": f"bot {n}", "grant_types": ["client_credentials"]},
+                headers=writer,
+            )
+            assert made.status_code == 201, made.text
+        seen: list[str] = []
+        after: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 2, **({"after": after} if after else {})}
+            page = (await http.get("/api/v1/clients", params=params, headers=writer)).json()
+            assert len(page["clients"]) <= 2
+            assert all("client_secret" not in c for c in page["clients"])
+            seen += [c["client_id"] for c in page["clients"]]
+            after = page["next"]
+            if not after:
+                break
+        # The three new clients and the test's own admin client, each once.
+        assert len(seen) == len(set(seen)) == 4 and deployment.admin_id in seen
+
+        docs = await http.get("/docs")
+        assert docs.status_code == 200 and "/openapi.json" in docs.text
