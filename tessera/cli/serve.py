@@ -320,6 +320,8 @@ def dev_summary(settings: Settings, seeded: dict[str, dict[str, str]], tls: DevT
             "CA file (trust this)": ca,
             "shell": f"export SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca}",
         }
+    elif settings.tls_cert is not None:
+        summary["TLS"] = {"certificate": str(settings.tls_cert.resolve())}
     summary["Data"] = {
         "directory": f"{settings.data_dir.resolve()} (delete it to start over)",
         "database": settings.database_url,
@@ -341,14 +343,31 @@ def dev_command(
     tls: bool = typer.Option(
         False, "--tls", help="Serve https with a local CA (made once, under .tessera/tls)."
     ),
+    tls_cert: Path | None = typer.Option(
+        None,
+        "--tls-cert",
+        envvar="TESSERA_TLS_CERT",
+        exists=True,
+        dir_okay=False,
+        help="Serve https with this PEM certificate chain instead of the local CA's (with --tls-key).",
+    ),
+    tls_key: Path | None = typer.Option(
+        None, "--tls-key", envvar="TESSERA_TLS_KEY", exists=True, dir_okay=False, help="PEM private key."
+    ),
     data_dir: Path = typer.Option(
         Path(".tessera"), "--data-dir", envvar="TESSERA_DATA_DIR", help="Where the embedded data lives."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON before serving."),
 ) -> None:
     """Run a development server: embedded SQLite under .tessera/, seeded with demo data."""
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if tls and tls_cert is not None:
+        raise typer.BadParameter("--tls makes its own certificate; give it or --tls-cert/--tls-key, not both")
     data_dir.mkdir(parents=True, exist_ok=True)
     dev_tls = ensure_dev_tls(data_dir / "tls") if tls else None
+    cert_file = dev_tls.cert_file if dev_tls else tls_cert
+    key_file = dev_tls.key_file if dev_tls else tls_key
     host = "127.0.0.1"
     settings = Settings(
         host=host,
@@ -357,9 +376,9 @@ def dev_command(
         database_url=f"sqlite+aiosqlite:///{data_dir / 'tessera.db'}",
         data_dir=data_dir,
         master_key_file=data_dir / "master.key",
-        issuer=_default_issuer(host, port, tls=dev_tls is not None),
-        tls_cert=dev_tls.cert_file if dev_tls else None,
-        tls_key=dev_tls.key_file if dev_tls else None,
+        issuer=_default_issuer(host, port, tls=cert_file is not None),
+        tls_cert=cert_file,
+        tls_key=key_file,
     )
 
     async def prepare_and_seed(services: Services) -> dict[str, dict[str, str]]:

@@ -17,7 +17,7 @@ from tessera.storage.migrate import is_up_to_date
 
 # interfaces.md "Command line": the commands and the flags users' scripts rely on.
 NAMED = {
-    ("dev",): {"--port", "--tls"},
+    ("dev",): {"--port", "--tls", "--tls-cert", "--tls-key"},
     ("serve",): {
         "--host",
         "--port",

@@ -158,6 +158,30 @@ def test_dev_tls_serves_https_that_trusts_only_the_local_ca(tmp_path: Path) -> N
         assert password.group(1) in log.read_text()
 
 
+def test_dev_serves_https_with_a_given_certificate(tmp_path: Path) -> None:
+    # A certificate the developer already has (here: one from another local CA) instead of --tls's own.
+    given = ensure_dev_tls(tmp_path / "mine")
+    trust = ssl.create_default_context(cafile=str(given.ca_file))
+    port = free_port()
+    args = ["dev", "--port", str(port), "--tls-cert", str(given.cert_file), "--tls-key", str(given.key_file)]
+    with running(args, tmp_path, clean_env()) as (log, _):
+        url = f"https://127.0.0.1:{port}"
+        wait_healthy(url, log, verify=trust)
+        discovery = httpx.get(f"{url}/.well-known/openid-configuration", verify=trust).json()
+        assert discovery["issuer"] == url and discovery["token_endpoint"] == f"{url}/oauth/token"
+        output = log.read_text()
+        assert str(given.cert_file.resolve()) in output and f"{url}/login" in output
+    assert not (tmp_path / ".tessera" / "tls").exists()  # no local CA was made
+
+    runner = CliRunner()
+    half = runner.invoke(app, ["dev", "--tls-cert", str(given.cert_file)])
+    assert half.exit_code != 0 and "--tls-key" in half.output
+    both = runner.invoke(
+        app, ["dev", "--tls", "--tls-cert", str(given.cert_file), "--tls-key", str(given.key_file)]
+    )
+    assert both.exit_code != 0 and "not both" in both.output
+
+
 @pytest.mark.postgres
 def test_serve_with_two_workers_over_tls_shares_one_database(tmp_path: Path, postgres_url: str) -> None:
     runner = CliRunner()
