@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.oauth.support import environment
-from tests.oauth.test_hostile import REDIRECT, basic, get_code, introspect, redeem, setup
+from tests.oauth.test_hostile import REDIRECT, VERIFIER, basic, get_code, introspect, redeem, setup
 
 
 async def test_another_client_cannot_redeem_refresh_revoke_or_read_what_it_was_not_issued(
@@ -74,3 +74,54 @@ async def test_another_client_cannot_redeem_refresh_revoke_or_read_what_it_was_n
             )
             assert rotated.status_code == 200, rotated.text
             assert await env.services.audit.query(type="refresh_token.reused") == []
+
+
+async def test_a_public_client_revokes_its_tokens_but_cannot_introspect(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        user, _, _ = await setup(env)
+        public, _ = await env.register_client(
+            "CLI",
+            redirect_uris=[REDIRECT],
+            is_public=True,
+            grant_types=["authorization_code", "refresh_token"],
+        )
+        async with env.client() as http:
+            code = await get_code(env, http, public.client_id, user.email)
+            exchanged = await http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": REDIRECT,
+                    "code_verifier": VERIFIER,
+                    "client_id": public.client_id,
+                },
+            )
+            assert exchanged.status_code == 200, exchanged.text
+            tokens = exchanged.json()
+            # RFC 7662 2.1: introspection needs an authenticated caller; a bare client_id is not one.
+            for token in (tokens["access_token"], tokens["refresh_token"]):
+                probed = await http.post(
+                    "/oauth/introspect", data={"token": token, "client_id": public.client_id}
+                )
+                assert probed.status_code == 401 and probed.json()["error"] == "invalid_client"
+            # RFC 7009 5: a public client may revoke its own tokens with its client_id alone.
+            revoked = await http.post(
+                "/oauth/revoke",
+                data={
+                    "token": tokens["refresh_token"],
+                    "token_type_hint": "refresh_token",
+                    "client_id": public.client_id,
+                },
+            )
+            assert revoked.status_code == 200
+            refreshed = await http.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens["refresh_token"],
+                    "client_id": public.client_id,
+                },
+            )
+            assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+        assert len(await env.services.audit.query(type="token.revoked")) == 1
