@@ -168,3 +168,19 @@ async def test_form_post_response_mode(tmp_path: Path) -> None:
                 url(client.client_id, response_mode="form_post", code_challenge_method="plain")
             )
             assert failed.status_code == 200 and 'name="error" value="invalid_request"' in failed.text
+
+
+async def test_prompt_consent_asks_even_a_first_party_client(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        user = await env.user()
+        client, _ = await env.register_client("Own app", redirect_uris=[REDIRECT], first_party=True)
+        async with env.client() as http:
+            browser = Browser(http)
+            signed_in = await browser.authorize(url(client.client_id), user.email)
+            assert "code" in callback_params(signed_in)  # first party: no consent page
+            asked = await browser.get(url(client.client_id, prompt="consent"))
+            assert asked.status_code == 200 and 'name="decision" value="allow"' in asked.text
+            silent = await browser.get(url(client.client_id, prompt="none"))
+            assert "code" in callback_params(silent)
+            denied = await browser.consent(asked, "deny")
+            assert callback_params(denied)["error"] == "access_denied"
