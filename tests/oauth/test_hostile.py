@@ -418,3 +418,22 @@ async def test_userinfo_methods_and_tokens_that_are_not_for_it(tmp_path: Path) -
             assert (
                 refused.status_code == 401 and 'error="invalid_token"' in refused.headers["www-authenticate"]
             )
+
+
+async def test_an_id_token_or_a_jwt_of_another_type_is_not_an_access_token(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        user, client, secret = await setup(env)
+        async with env.client() as http:
+            code = await get_code(env, http, client.client_id, user.email, scope="openid email")
+            tokens = (await redeem(http, client.client_id, secret, code)).json()
+            # Signed by the same key, unexpired, from this issuer: only its type (RFC 9068 2.1 typ at+jwt,
+            # RFC 8725 3.11) says it is not an access token.
+            access_claims = json.loads(base64.urlsafe_b64decode(tokens["access_token"].split(".")[1] + "=="))
+            signed_by_us, _ = await env.services.keys.sign(access_claims, typ="JWT")
+            for candidate in (tokens["id_token"], signed_by_us):
+                info = await http.get("/userinfo", headers={"Authorization": f"Bearer {candidate}"})
+                assert info.status_code == 401 and 'error="invalid_token"' in info.headers["www-authenticate"]
+                assert await introspect(http, client.client_id, secret, candidate) == {"active": False}
+            assert (
+                await http.get("/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+            ).status_code == 200
