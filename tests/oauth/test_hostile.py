@@ -304,6 +304,13 @@ async def test_malformed_and_oversized_bodies(tmp_path: Path) -> None:
             assert missing.json()["error"] == "invalid_request"
             unsupported = await http.post("/oauth/token", data={"grant_type": "password"}, headers=auth)
             assert unsupported.json()["error"] == "unsupported_grant_type"
+        # None of them issued anything.
+        await env.services.oauth.audit_buffer.flush()
+        assert await env.services.audit.query(type="token.issued") == []
+        issued = env.services.metrics.registry.get_sample_value(
+            "tessera_tokens_issued_total", {"grant_type": "client_credentials"}
+        )
+        assert issued in (None, 0.0)
 
 
 async def test_auth0_style_json_body_with_nulls(tmp_path: Path) -> None:
