@@ -94,6 +94,11 @@ async def test_tokens_of_a_deleted_or_disabled_client_are_inactive(tmp_path: Pat
             assert await introspect(http, resource_server.client_id, rs_secret, doomed_token) == {
                 "active": False
             }
+            # Once this process's cache has the change (within cache_ttl; forget() stands in for the wait),
+            # the disabled client gets no new token either.
+            env.services.oauth.clients.forget(doomed.client_id)
+            refused_token = await client_credentials(http, doomed.client_id, doomed_secret, api)
+            assert refused_token.status_code == 401 and refused_token.json()["error"] == "invalid_client"
 
             # Deleted through the management API: its token is inactive, and the management API itself
             # refuses a token whose client is gone.
