@@ -59,6 +59,9 @@ DEFAULT_MAX_DEPTH = 25
 DEFAULT_CLOSURE_MAX_FACTS = 500
 # Sets of the user probed with an object's direct tuples at most (see LocalChecker._known_sets).
 _MAX_KNOWN_SETS = 64
+# Sets of one shallow kind a single Check resolves forwards before it works out the user's closure of the
+# kind instead (see LocalChecker._forward_first).
+_MAX_FORWARD_SETS = 2
 
 
 @dataclass
@@ -85,6 +88,8 @@ class Resolution:
     # (cache, scope), set by the service for cacheable requests.
     shared_closures: tuple[TTLCache, tuple[Any, ...]] | None = None
     _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # (type, relation) of a shallow kind -> its sets resolved forwards (see LocalChecker._forward_first).
+    forwarded: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     async def closure(self, otype: str, relation: str) -> Any:
         """The sets ``otype:o#relation`` the user is in, computed once per request by walking backwards
@@ -255,7 +260,7 @@ class LocalChecker:
         # For an object read relation by relation, the userset tuples step 2 can act on, when the user's
         # sets of every kind here are already known, are those naming one of them: they come in the same
         # read as the direct ones (index probes), instead of a second read of every userset of the kinds.
-        sets = self._known_sets(res, otype, oid, refs, neg)
+        sets = self._known_sets(res, otype, oid, relation, refs, neg)
         usersets: list[TupleKey] = []
         if names or sets:
             asked = tuple(dict.fromkeys(names))
@@ -281,7 +286,7 @@ class LocalChecker:
             for k in usersets:
                 st, _, rest = k.user.partition(":")
                 sid, _, srel = rest.partition("#")
-                cl = await res.closure(st, srel)
+                cl = None if self._forward_first(res, st, sid, srel) else await res.closure(st, srel)
                 if cl is not None and sid not in cl.maybe and cl.depth.get(sid, 0) <= budget:
                     if sid not in cl.sure:
                         if neg and ts.reaches_other_cycles(st, srel):
@@ -315,13 +320,13 @@ class LocalChecker:
 
     @staticmethod
     def _known_sets(
-        res: Resolution, otype: str, oid: str, refs: tuple[tuple[str, str], ...], neg: bool
+        res: Resolution, otype: str, oid: str, relation: str, refs: tuple[tuple[str, str], ...], neg: bool
     ) -> list[str] | None:
         """The user strings of the user's sets of the kinds ``refs`` (sure or undecided), when reading them
         with the direct tuples is exact and worth it: the object is not prefetched, every kind's closure has
         been computed and is small, and no kind needs its non-members (under a negation, a kind that
         reaches other cycles is walked forwards for every set); else None."""
-        if not refs or res.reader.cheap(otype, oid):
+        if not refs or res.reader.cheap(otype, oid, relation):
             return None
         out: list[str] = []
         for st, srel in refs:
@@ -332,6 +337,24 @@ class LocalChecker:
             if len(out) > _MAX_KNOWN_SETS:
                 return None
         return out
+
+    @staticmethod
+    def _forward_first(res: Resolution, st: str, sid: str, srel: str) -> bool:
+        """Whether to resolve ``st:sid#srel`` forwards instead of from the user's closure of the kind: in a
+        single uncached Check (nothing else would reuse the closure), for a shallow kind
+        (``organization#member``, see :meth:`TypeSystem.shallow`: a read or two on that one object, where the
+        closure costs a reverse read per relation and wave), for the first few sets of the kind only; a kind
+        met more often than that gets its closure, which then answers every set."""
+        if res.reader.batching or res.shared_closures is not None or (st, srel) in res.closures:
+            return False
+        if res.ts.nesting_kind(st, srel) or not res.ts.shallow(st, srel):
+            return False
+        sets = res.forwarded.setdefault((st, srel), set())
+        if sid not in sets:
+            if len(sets) >= _MAX_FORWARD_SETS:
+                return False
+            sets.add(sid)
+        return True
 
     async def _forward(
         self,

@@ -150,15 +150,18 @@ class MemoryDatastore:
                 out.extend(row.values())
         return out
 
-    async def read_object_tuples(self, store_id: str, obj: str, limit: int) -> list[TupleKey] | None:
+    async def read_object_tuples(
+        self, store_id: str, obj: str, limit: int, *, relations: Sequence[str] | None = None
+    ) -> list[TupleKey] | None:
         s = self._get(store_id)
         rels = s.relations_of.get(obj)
         if not rels:
             return []
-        if sum(rels.values()) > limit:
+        wanted = [r for r in rels if relations is None or r in relations]
+        if sum(rels[r] for r in wanted) > limit:
             return None
         out: list[TupleKey] = []
-        for rel in rels:
+        for rel in wanted:
             out.extend(s.by_object[(obj, rel)].values())
         return out
 

@@ -59,6 +59,7 @@ class RequestReader:
         object_prefetch: int = 0,
         big_types: set[str] | None = None,
         small_types: set[str] | None = None,
+        big_relations: dict[str, set[str]] | None = None,
     ) -> None:
         self.ds = datastore
         self.store_id = store_id
@@ -73,6 +74,10 @@ class RequestReader:
         self.big_types = big_types if big_types is not None else set()
         # Types whose objects were found small enough to read many at once (objects_many).
         self.small_types = small_types if small_types is not None else set()
+        # Per type whose objects were found too big to prefetch whole: the relations that hold too many
+        # tuples (an organisation's members); the object's other relations are still prefetched, in one read
+        # (shared across requests by the service, like big_types).
+        self.big_relations = big_relations if big_relations is not None else {}
         self.reads = 0  # storage round trips, for tests and benchmarks
         self._cache: dict[tuple[Any, ...], dict[str, list[TupleKey]]] = {}
         self._pending: dict[tuple[Any, ...], _Pending] = {}
@@ -214,9 +219,9 @@ class RequestReader:
                 cache[oid] = rows
                 return rows
         if not self.batching:
-            if self.object_prefetch and ck[1] not in self.big_types:
+            if self.object_prefetch and self._prefetches(ck[1], ck[2]):
                 by_rel = await self._object(ck[1], oid)
-                if by_rel is not None:
+                if by_rel is not None and self._prefetches(ck[1], ck[2]):
                     rows = _narrow(by_rel.get(ck[2], ()), ck)
                     cache[oid] = rows
                     return rows
@@ -237,35 +242,86 @@ class RequestReader:
         """Whether contextual tuples touch ``otype:*#relation`` (store-wide indexes then do not apply)."""
         return any(o.partition(":")[0] == otype and r == relation for o, r in self._ctx_by_object)
 
-    def cheap(self, otype: str, oid: str) -> bool:
-        """Whether reads of this object are answered without storage (prefetched, or about to be)."""
+    def cheap(self, otype: str, oid: str, relation: str) -> bool:
+        """Whether reads of this object's relation are answered without storage (prefetched, or about to
+        be)."""
         if self.batching or not self.object_prefetch:
             return False
         obj = f"{otype}:{oid}"
-        if obj in self._objects:
-            return self._objects[obj] is not None
-        return otype not in self.big_types
+        if obj in self._objects and self._objects[obj] is None:
+            return False
+        return self._prefetches(otype, relation)
+
+    def _prefetches(self, otype: str, relation: str) -> bool:
+        """Whether Check's read of an object of ``otype`` (:meth:`_object`) covers ``relation``."""
+        big = self.big_relations.get(otype)
+        if big is None:
+            return True  # not known to be big: the whole object is read (and learnt about if too big)
+        return relation not in big
 
     async def _object(self, otype: str, oid: str) -> dict[str, list[TupleKey]] | None:
+        """The object's tuples by relation (only those of its small relations when the type has big ones),
+        in one read; None when not even that is possible."""
         obj = f"{otype}:{oid}"
         if obj in self._objects:
             return self._objects[obj]
-        self.reads += 1
-        rows = await read_object_tuples(self.ds, self.store_id, obj, self.object_prefetch)
+        big = self.big_relations.get(otype)
+        relations = self.ts.types.get(otype, {})
+        if big is None:
+            self.reads += 1
+            rows = await read_object_tuples(self.ds, self.store_id, obj, self.object_prefetch)
+        else:
+            small = [r for r in relations if r not in big]
+            if not small:
+                self._objects[obj] = None
+                return None
+            self.reads += 1
+            rows = await read_object_tuples(self.ds, self.store_id, obj, self.object_prefetch, small)
+        if rows is None and relations:
+            rows = await self._learn(otype, obj)
         by_rel: dict[str, list[TupleKey]] | None = None
         if rows is None:
             self.big_types.add(otype)
         else:
+            big = self.big_relations.get(otype, set())
             by_rel = {}
             for k in rows:
-                if self.allowed(otype, k):
+                if k.relation not in big and self.allowed(otype, k):
                     by_rel.setdefault(k.relation, []).append(k)
             for (cobj, rel), ctx_rows in self._ctx_by_object.items():
-                if cobj == obj:
+                if cobj == obj and rel not in big:
                     ids = set(ctx_rows)
                     by_rel[rel] = [k for k in by_rel.get(rel, []) if k not in ids] + list(ctx_rows)
         self._objects[obj] = by_rel
         return by_rel
+
+    async def _learn(self, otype: str, obj: str) -> list[TupleKey] | None:
+        """``obj`` holds more tuples than a prefetch takes: find out, relation by relation (each read bounded
+        by the prefetch size), which relations hold too many, remember them for the type, and return the
+        tuples of the others (None when every relation is big). Once per type and big relation found."""
+        self.big_types.add(otype)
+        big = self.big_relations.setdefault(otype, set())
+        limit = self.object_prefetch
+        found: dict[str, list[TupleKey]] = {}
+        for relation in self.ts.types[otype]:
+            if relation in big:
+                continue
+            self.reads += 1
+            rows = await read_object_tuples(self.ds, self.store_id, obj, limit, [relation])
+            if rows is None:
+                big.add(relation)
+            else:
+                found[relation] = rows
+        # Each relation fits but together they may not: the largest ones go relation by relation.
+        total = sum(len(rows) for rows in found.values())
+        for relation in sorted(found, key=lambda r: len(found[r]), reverse=True):
+            if total <= limit:
+                break
+            total -= len(found.pop(relation))
+            big.add(relation)
+        if not found:
+            return None
+        return [k for rows in found.values() for k in rows]
 
     def _flush_soon(self, ck: tuple[Any, ...]) -> None:
         pending = self._pending.pop(ck)

@@ -231,6 +231,8 @@ class FGAService:
         # Per store and model: object types too large to prefetch whole (learned by the readers).
         self._big_types: dict[tuple[str, str], set[str]] = {}
         self._small_types: dict[tuple[str, str], set[str]] = {}
+        # Per store and model: the relations of those types that hold too many tuples to prefetch.
+        self._big_relations: dict[tuple[str, str], dict[str, set[str]]] = {}
 
     # --- stores ---------------------------------------------------------------------------------------
 
@@ -469,6 +471,7 @@ class FGAService:
             ctx_tuples,
             object_prefetch=self.config.object_prefetch,
             big_types=self._big_types.setdefault((req.store_id, ts.id), set()),
+            big_relations=self._big_relations.setdefault((req.store_id, ts.id), {}),
         )
         res = Resolution(
             ts,
@@ -659,6 +662,7 @@ class FGAService:
             object_prefetch=self.config.object_prefetch,
             big_types=self._big_types.setdefault((req.store_id, ts.id), set()),
             small_types=self._small_types.setdefault((req.store_id, ts.id), set()),
+            big_relations=self._big_relations.setdefault((req.store_id, ts.id), {}),
         )
         res = Resolution(
             ts,

@@ -131,9 +131,10 @@ class TupleReader(Protocol):
         """The Read API: tuples matching the filter in a stable order, one page; the token for the next."""
         ...
 
-    # Optional: ``async def read_object_tuples(store_id, object, limit) -> list[TupleKey] | None``, every
-    # tuple of one object (all relations), or None when it has more than ``limit``. Check uses it to fetch an
-    # object once instead of once per relation; without it the engine uses ``read_page`` on the object.
+    # Optional: ``async def read_object_tuples(store_id, object, limit, *, relations=None) ->
+    # list[TupleKey] | None``, every tuple of one object (all relations, or only ``relations``), or None when
+    # it has more than ``limit``. Check uses it to fetch an object once instead of once per relation (only
+    # its small relations when others hold too many tuples); without it the engine uses ``read_page``.
     #
     # Optional: ``async def read_objects_tuples(store_id, object_type, object_ids, limit, *, relations=None,
     # users=None, usersets=None) -> list[TupleKey] | None``, the tuples of many objects of one type (all
@@ -223,16 +224,26 @@ class Datastore(TupleReader, TupleWriter, ModelStore, AssertionStore, StoreRegis
 
 
 async def read_object_tuples(
-    reader: TupleReader, store_id: str, obj: str, limit: int
+    reader: TupleReader, store_id: str, obj: str, limit: int, relations: Sequence[str] | None = None
 ) -> list[TupleKey] | None:
-    """Every tuple of ``obj`` (all relations), or None when there are more than ``limit``: the datastore's own
-    ``read_object_tuples`` when it has one, else one ``read_page`` on the object."""
+    """Every tuple of ``obj`` (all relations, or only ``relations``), or None when there are more than
+    ``limit``: the datastore's own ``read_object_tuples`` when it has one, else ``read_page`` on the object
+    (once per relation when some are named)."""
     native = getattr(reader, "read_object_tuples", None)
     if native is not None:
-        result: list[TupleKey] | None = await native(store_id, obj, limit)
+        result: list[TupleKey] | None
+        if relations is None:
+            result = await native(store_id, obj, limit)
+        else:
+            result = await native(store_id, obj, limit, relations=relations)
         return result
-    rows, token = await reader.read_page(store_id, ReadFilter(object=obj), limit, None)
-    return None if token else [r.key for r in rows]
+    out: list[TupleKey] = []
+    for flt in [ReadFilter(object=obj)] if relations is None else [ReadFilter(obj, r) for r in relations]:
+        rows, _ = await reader.read_page(store_id, flt, limit + 1 - len(out), None)
+        out += [r.key for r in rows]
+        if len(out) > limit:
+            return None
+    return out
 
 
 def write_conflict(key: TupleKey, *, existing: bool) -> FGAError:

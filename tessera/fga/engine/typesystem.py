@@ -527,6 +527,44 @@ class TypeSystem:
             return False
         return all(r.condition is None for r in rel.directly_related if r.relation)
 
+    def shallow(self, type_: str, relation: str) -> bool:
+        """Whether resolving ``type#relation`` forwards on one object stays on that object: no
+        tuple-to-userset, no cycle, and userset restrictions only of nesting kinds (answered from the user's
+        side). Such a set costs a read or two forwards (``organization#member: [user, team#member] or
+        owner``), less than walking backwards to every set of its kind the user is in."""
+        memo = self.cache.setdefault("shallow", {})
+        hit = memo.get((type_, relation))
+        if hit is not None:
+            return bool(hit)
+        self._cycles  # noqa: B018 - builds the relation graph
+        cyclic = self.cache["relation_graph"]["cyclic"]
+        rels = self.types.get(type_, {})
+        seen: set[str] = set()
+        todo = [relation]
+        ok = True
+        while todo and ok:
+            name = todo.pop()
+            rel = rels.get(name)
+            if name in seen or rel is None:
+                continue
+            seen.add(name)
+            if (type_, name) in cyclic or not all(self.nesting_kind(t, r) for t, r in rel.userset_refs):
+                ok = False
+                break
+            stack: list[Rewrite] = [rel.rewrite]
+            while stack:
+                rw = stack.pop()
+                if isinstance(rw, TupleToUserset):
+                    ok = False
+                elif isinstance(rw, Computed):
+                    todo.append(rw.relation)
+                elif isinstance(rw, (Union, Intersection)):
+                    stack.extend(rw.children)
+                elif isinstance(rw, Difference):
+                    stack += [rw.base, rw.subtract]
+        memo[(type_, relation)] = ok
+        return ok
+
     def simply_recursive(self, type_: str, relation: str) -> bool:
         return (type_, relation) in self._cycles[0]
 

@@ -400,17 +400,21 @@ class SQLDatastore:
             rows = (await conn.execute(select(*_TUPLE_COLUMNS).where(*conds))).all()
         return [_key(r) for r in rows]
 
-    async def read_object_tuples(self, store_id: str, obj: str, limit: int) -> list[TupleKey] | None:
-        """Every tuple of one object (all relations, one primary-key range), or None past ``limit``."""
+    async def read_object_tuples(
+        self, store_id: str, obj: str, limit: int, *, relations: Sequence[str] | None = None
+    ) -> list[TupleKey] | None:
+        """Every tuple of one object (all relations, one primary-key range; or only ``relations``, one range
+        each), or None past ``limit``."""
         otype, _, oid = obj.partition(":")
+        if relations is not None and not relations:
+            return []
         if self._hot is not None:
-            rows = self._hot.of_object(store_id, otype, oid, limit + 1)
+            rows = self._hot.of_object(store_id, otype, oid, limit + 1, relations)
         else:
-            stmt = (
-                select(*_TUPLE_COLUMNS)
-                .where(_t.store_id == store_id, _t.object_type == otype, _t.object_id == oid)
-                .limit(limit + 1)
-            )
+            conds = [_t.store_id == store_id, _t.object_type == otype, _t.object_id == oid]
+            if relations is not None:
+                conds.append(_t.relation.in_(list(dict.fromkeys(relations))))
+            stmt = select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1)
             async with self.db.read() as conn:
                 rows = [_key(r) for r in (await conn.execute(stmt)).all()]
         return None if len(rows) > limit else rows
@@ -689,6 +693,12 @@ _SELECT_OF_OBJECT = (
     "condition_name, condition_context "
     "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id = ? LIMIT ?"
 )
+_SELECT_OF_OBJECT_RELATIONS = (
+    "SELECT object_type || ':' || object_id, relation, "
+    "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
+    "condition_name, condition_context "
+    "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id = ? AND relation IN ({}) LIMIT ?"
+)
 _SELECT_OF_OBJECTS = (
     "SELECT object_id, relation, "
     "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
@@ -708,6 +718,26 @@ def _sqlite_users(users: Sequence[str], params: list[Any]) -> str:
         params += [utype, urel, *ids]
         terms.append(f"(user_type = ? AND user_relation = ? AND user_id IN ({', '.join('?' * len(ids))}))")
     return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
+def _sqlite_per_group(head: str, head_params: Sequence[Any], users: Sequence[str]) -> tuple[str, list[Any]]:
+    """``head`` (a SELECT whose WHERE ends in ``AND``) for each (type, relation) group of ``users``, joined by
+    UNION ALL. An OR of the groups in one statement lets SQLite's estimates (a few tuples per object and
+    relation on average) pick the object's primary-key range instead of probes of the reverse index, and on
+    an organisation with thousands of members that range is all of them; each group alone is answered by
+    probes. The groups are disjoint, so no row comes twice."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for user in dict.fromkeys(users):
+        utype, uid, urel = split_user(user)
+        groups.setdefault((utype, urel), []).append(uid)
+    parts = []
+    params: list[Any] = []
+    for (utype, urel), ids in groups.items():
+        parts.append(
+            f"{head} user_type = ? AND user_relation = ? AND user_id IN ({', '.join('?' * len(ids))})"
+        )
+        params += [*head_params, utype, urel, *ids]
+    return " UNION ALL ".join(parts), params
 
 
 def _sqlite_context(cctx: str | None) -> Any:
@@ -799,7 +829,7 @@ class _SQLiteHotReads:
         params: list[Any] = [store_id, object_type, relation, *object_ids]
         sql = _SELECT_TUPLES + f"object_id IN ({', '.join('?' * len(object_ids))})"
         if users is not None:
-            sql += " AND " + _sqlite_users(users, params)
+            sql, params = _sqlite_per_group(sql + " AND", params, users)
         elif usersets is not None:
             pairs = list(dict.fromkeys(usersets))
             sql += (
@@ -811,9 +841,23 @@ class _SQLiteHotReads:
                 params += [utype, urel]
         return _sqlite_keys(self._db().execute(sql, params).fetchall())
 
-    def of_object(self, store_id: str, object_type: str, object_id: str, limit: int) -> list[TupleKey]:
-        params = (store_id, object_type, object_id, limit)
-        return _sqlite_keys(self._db().execute(_SELECT_OF_OBJECT, params).fetchall())
+    def of_object(
+        self,
+        store_id: str,
+        object_type: str,
+        object_id: str,
+        limit: int,
+        relations: Sequence[str] | None = None,
+    ) -> list[TupleKey]:
+        if relations is None:
+            params: tuple[Any, ...] = (store_id, object_type, object_id, limit)
+            return _sqlite_keys(self._db().execute(_SELECT_OF_OBJECT, params).fetchall())
+        # One primary-key range per relation: the relations of an object that has too many tuples on others.
+        rels = list(dict.fromkeys(relations))
+        sql = _SELECT_OF_OBJECT_RELATIONS.format(", ".join("?" * len(rels)))
+        return _sqlite_keys(
+            self._db().execute(sql, (store_id, object_type, object_id, *rels, limit)).fetchall()
+        )
 
     def of_objects(
         self,
@@ -850,13 +894,14 @@ class _SQLiteHotReads:
     def by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]
     ) -> list[TupleKey]:
-        params: list[Any] = [store_id, object_type, relation]
-        where = _sqlite_users(users, params)
+        head = (store_id, object_type, relation)
         conn = self._db()
-        rows = conn.execute(_SELECT_BY_USERS + where, params).fetchall()
+        sql, params = _sqlite_per_group(_SELECT_BY_USERS, head, users)
+        rows = conn.execute(sql, params).fetchall()
         if any(r[3] for r in rows):
             # Tuples with a condition need their context, which only the table's rows hold.
-            rows = conn.execute(_SELECT_TUPLES + where, params).fetchall()
+            sql, params = _sqlite_per_group(_SELECT_TUPLES, head, users)
+            rows = conn.execute(sql, params).fetchall()
         return _sqlite_keys(rows)
 
 

@@ -42,21 +42,21 @@ class CountingDatastore(MemoryDatastore):
 
     async def read_by_objects(
         self, store_id: str, object_type: str, relation: str, object_ids: Sequence[str], **kw
-    ):  # type: ignore[no-untyped-def,override]
+    ):
         self.calls += 1
         return await super().read_by_objects(store_id, object_type, relation, object_ids, **kw)
 
-    async def read_object_tuples(self, store_id: str, obj: str, limit: int) -> list[TupleKey] | None:
+    async def read_object_tuples(self, store_id: str, obj: str, limit: int, **kw) -> list[TupleKey] | None:
         self.calls += 1
-        return await super().read_object_tuples(store_id, obj, limit)
+        return await super().read_object_tuples(store_id, obj, limit, **kw)
 
     async def read_objects_tuples(
         self, store_id: str, object_type: str, object_ids: Sequence[str], limit: int, **kw
-    ):  # type: ignore[no-untyped-def,override]
+    ):
         self.calls += 1
         return await super().read_objects_tuples(store_id, object_type, object_ids, limit, **kw)
 
-    async def read_by_users(self, store_id: str, object_type: str, relation: str, users: Sequence[str]):  # type: ignore[no-untyped-def,override]
+    async def read_by_users(self, store_id: str, object_type: str, relation: str, users: Sequence[str]):
         self.calls += 1
         return await super().read_by_users(store_id, object_type, relation, users)
 

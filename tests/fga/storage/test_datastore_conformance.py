@@ -340,6 +340,33 @@ async def test_read_object_tuples_gives_every_relation_or_none_past_the_limit(
     assert await ds.read_object_tuples(store_id, "doc:9", 10) == []
 
 
+async def test_read_object_tuples_of_some_relations(ds: SQLDatastore, store_id: str) -> None:
+    """Only the named relations of the object, and the limit counts only their tuples (Check's read of
+    an object whose other relations hold too many tuples)."""
+    await ds.write(
+        store_id,
+        [],
+        [
+            tk("org:1", "member", "user:a"),
+            tk("org:1", "member", "user:b"),
+            tk("org:1", "member", "team:t#member"),
+            tk("org:1", "owner", "user:a"),
+            tk("org:1", "admin", "org:1#member"),
+            tk("org:2", "owner", "user:c"),
+        ],
+    )
+    some = await ds.read_object_tuples(store_id, "org:1", 2, relations=["owner", "admin", "unknown"])
+    assert some is not None and ident(some) == {
+        ("org:1", "owner", "user:a"),
+        ("org:1", "admin", "org:1#member"),
+    }
+    assert await ds.read_object_tuples(store_id, "org:1", 1, relations=["owner", "admin"]) is None
+    assert await ds.read_object_tuples(store_id, "org:1", 2, relations=["member"]) is None
+    members = await ds.read_object_tuples(store_id, "org:1", 3, relations=["member"])
+    assert members is not None and len(members) == 3
+    assert await ds.read_object_tuples(store_id, "org:1", 10, relations=[]) == []
+
+
 async def test_concurrent_writes_of_one_tuple_write_it_once(ds: SQLDatastore, store_id: str) -> None:
     import asyncio
 
