@@ -83,9 +83,15 @@ async def test_unknown_client_and_bad_redirect_uri_show_a_page_and_never_redirec
         public, _ = await env.register_client(
             "CLI", redirect_uris=["http://127.0.0.1/callback"], is_public=True
         )
+        # A confidential client registered on loopback too: for it, the port must match exactly.
+        local_server, _ = await env.register_client(
+            "Local web app", redirect_uris=["http://127.0.0.1:8080/cb"]
+        )
         async with env.client() as http:
             for url in (
                 authorize_url("no-such-client"),
+                authorize_url(local_server.client_id, redirect_uri="http://127.0.0.1:9999/cb"),
+                authorize_url(local_server.client_id, redirect_uri="http://127.0.0.1/cb"),
                 authorize_url(client.client_id, redirect_uri="https://evil.example/callback"),
                 authorize_url(client.client_id, redirect_uri=REDIRECT + "/extra"),
                 authorize_url(client.client_id, redirect_uri=REDIRECT.upper()),
@@ -103,6 +109,10 @@ async def test_unknown_client_and_bad_redirect_uri_show_a_page_and_never_redirec
                 authorize_url(public.client_id, redirect_uri="http://127.0.0.1:51234/callback")
             )
             assert ok.status_code == 303 and ok.headers["location"].startswith("/login?")
+            exact = await http.get(
+                authorize_url(local_server.client_id, redirect_uri="http://127.0.0.1:8080/cb")
+            )
+            assert exact.status_code == 303 and exact.headers["location"].startswith("/login?")
 
 
 @pytest.mark.parametrize(
