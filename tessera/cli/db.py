@@ -18,13 +18,17 @@ def upgrade_command(database_url: str | None = DatabaseUrlOption) -> None:
     """Apply every pending migration (``tessera serve`` does this too, unless --no-migrate)."""
     settings = load_settings(database_url=database_url)
 
-    async def run() -> None:
+    async def run() -> bool:
         db = Database(settings.database_url)
         try:
             await upgrade(db)
-            assert await is_up_to_date(db)
+            return await is_up_to_date(db)
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    # Checked explicitly rather than asserted: `python -O` drops asserts, and a half-migrated database
+    # must not be reported as up to date.
+    if not asyncio.run(run()):
+        typer.secho(f"error: migrations are still pending on {settings.database_url}", fg="red", err=True)
+        raise typer.Exit(1)
     typer.echo(f"database is up to date: {settings.database_url}")
