@@ -1,4 +1,4 @@
-"""Two real server processes on one PostgreSQL database: nothing shared lives only in one process's memory.
+"""Two `tessera serve` processes on one PostgreSQL nothing shared lives in one process's memory only.
 A code issued by one is redeemed at the other; a token revoked at one is inactive at the other; a client
 assertion used at one is refused at the other."""
 
@@ -45,13 +45,13 @@ def server_process(database_url: str, issuer: str, port: int, tmp_path: Path) ->
         "TESSERA_DATA_DIR": str(tmp_path),
     }
     log = (tmp_path / f"server-{port}.log").open("wb")
+    # `tessera serve` itself (the production start), each a process of its own on the shared database.
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "--factory",
-            "tessera.web.app:create_app",
+            "tessera.cli.main",
+            "serve",
             "--host",
             "127.0.0.1",
             "--port",
