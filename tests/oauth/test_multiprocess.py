@@ -1,4 +1,4 @@
-"""Two `tessera serve` processes on one PostgreSQL nothing shared lives in one process's memory only.
+"""Two `tessera serve` processes on one PostgreSQL: nothing shared lives in one process's memory only.
 A code issued by one is redeemed at the other; a token revoked at one is inactive at the other; a client
 assertion used at one is refused at the other."""
 
