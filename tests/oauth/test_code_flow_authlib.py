@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import httpx2
+import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
+from joserfc.errors import InvalidClaimError
 from joserfc.jwk import KeySet
 
 from tests.oauth.support import ISSUER, Browser, callback_params, environment
@@ -80,6 +83,19 @@ async def test_code_pkce_refresh_introspect_revoke(tmp_path: Path) -> None:
 
         id_token = jwt.decode(token["id_token"], jwks)
         claims = id_token.claims
+        # Authlib's own OpenID Connect checks of the verified token: iss, aud, exp, iat, nonce, at_hash, azp.
+        CodeIDToken(
+            claims,
+            id_token.header,
+            options={
+                "iss": {"essential": True, "value": ISSUER},
+                "aud": {"essential": True, "value": client.client_id},
+            },
+            params={"nonce": nonce, "client_id": client.client_id, "access_token": token["access_token"]},
+        ).validate()
+        for wrong in ({"nonce": "another nonce"}, {"nonce": nonce, "access_token": "another token"}):
+            with pytest.raises(InvalidClaimError):
+                CodeIDToken(claims, id_token.header, params=wrong).validate()
         assert claims["iss"] == ISSUER and claims["aud"] == client.client_id and claims["sub"] == user.id
         assert claims["nonce"] == nonce and claims["email"] == user.email
         assert abs(claims["auth_time"] - time.time()) < 60 and claims["sid"]
