@@ -214,7 +214,9 @@ class AuthorizationEndpoint:
             if no_ui:
                 raise OAuthError("the user is not signed in", code="login_required")
             return NeedsLogin(force=False)
-        if "login" in request.prompt:
+        if request.prompt & {"login", "select_account"}:
+            # select_account (OIDC Core 3.1.2.1): a browser holds one session, so choosing an account is
+            # signing in again, as whichever account the user picks on the login page.
             return NeedsLogin(force=True)
         if request.max_age is not None:
             age = server.clock.now() - session.auth_time.timestamp()
@@ -330,13 +332,14 @@ class AuthorizationEndpoint:
     def return_to(self, params: Params, *, drop_login_prompt: bool) -> str:
         """The URL that brings the user back to this authorization request after signing in.
 
-        After a forced sign-in, ``prompt=login`` is dropped so the user is not asked again and again; the
-        fresh ``auth_time`` in the ID token tells the client the sign-in happened (OIDC Core 3.1.2.1).
+        After a forced sign-in, ``prompt=login`` (or ``select_account``) is dropped so the user is not asked
+        again and again; the fresh ``auth_time`` in the ID token tells the client the sign-in happened (OIDC
+        Core 3.1.2.1).
         """
         pairs = []
         for name, value in params.items():
             if name == "prompt" and drop_login_prompt:
-                remaining = [p for p in value.split() if p != "login"]
+                remaining = [p for p in value.split() if p not in ("login", "select_account")]
                 if not remaining:
                     continue
                 value = " ".join(remaining)

@@ -184,3 +184,24 @@ async def test_prompt_consent_asks_even_a_first_party_client(tmp_path: Path) -> 
             assert "code" in callback_params(silent)
             denied = await browser.consent(asked, "deny")
             assert callback_params(denied)["error"] == "access_denied"
+
+
+async def test_prompt_select_account_lets_the_user_sign_in_as_another_account(tmp_path: Path) -> None:
+    async with environment(tmp_path) as env:
+        ada = await env.user()
+        grace = await env.user("grace@example.com", "Grace Hopper")
+        client, secret = await env.register_client("Own app", redirect_uris=[REDIRECT], first_party=True)
+        assert secret
+        async with env.client() as http:
+            browser = Browser(http)
+            first = await browser.authorize(url(client.client_id), ada.email)
+            assert (await id_token_of(env, http, client, secret, callback_params(first)["code"]))[
+                "sub"
+            ] == ada.id
+            choose = await browser.get(url(client.client_id, prompt="select_account"))
+            query = parse_qs(urlsplit(choose.headers["location"]).query)
+            assert urlsplit(choose.headers["location"]).path == "/login" and query["force"] == ["1"]
+            assert "prompt" not in parse_qs(urlsplit(query["return_to"][0]).query)
+            chosen = await browser.login(await browser.follow(choose), grace.email)
+            claims = await id_token_of(env, http, client, secret, callback_params(chosen)["code"])
+            assert claims["sub"] == grace.id
