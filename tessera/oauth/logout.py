@@ -255,17 +255,21 @@ class LogoutService:
 
     async def logout_token(self, client: Client, *, user_id: str, session_id: str) -> str:
         now = int(self._server.clock.now())
+        keys = self._server.services.keys
+        # A retired signing key stays published for keys.max_token_lifetime (the access and ID token
+        # lifetimes); a logout token must not outlive it, or its signature could no longer be checked.
+        lifetime = min(LOGOUT_TOKEN_TTL, keys.max_token_lifetime)
         claims = {
             "iss": self._server.issuer,
             "aud": client.client_id,
             "iat": now,
-            "exp": now + LOGOUT_TOKEN_TTL,
+            "exp": now + lifetime,
             "jti": new_id(),
             "sub": user_id,
             "sid": session_id,
             "events": {BACKCHANNEL_EVENT: {}},
         }
-        token, _key = await self._server.services.keys.sign(claims, typ=LOGOUT_TOKEN_TYP)
+        token, _key = await keys.sign(claims, typ=LOGOUT_TOKEN_TYP)
         return token
 
     async def notify(self, session_id: str, user_id: str) -> list[Delivery]:

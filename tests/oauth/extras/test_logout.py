@@ -15,6 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import extract_compact
 
+from tessera.core.clock import FrozenClock
 from tessera.oauth.logout import BACKCHANNEL_EVENT
 from tests.oauth.extras.support import Route, document_server
 from tests.oauth.support import ISSUER, Browser, callback_params, environment, form_fields
@@ -410,3 +411,21 @@ async def test_the_running_server_sweeps_sessions_ended_elsewhere(tmp_path: Path
             assert await env.services.sessions.end(sid, "ended_by_admin")
             received = await receiver.wait_for(1)
             assert _unverified(received[0].form()["logout_token"])["sid"] == sid
+
+
+async def test_a_logout_token_never_outlives_the_publication_of_its_key(tmp_path: Path) -> None:
+    clock = FrozenClock(at=1_800_000_000.0)
+    # Token lifetimes shorter than the logout token's usual two minutes.
+    async with environment(tmp_path, clock=clock, access_token_ttl=60, id_token_ttl=60) as env:
+        client, _ = await env.register_client("RP", redirect_uris=[REDIRECT])
+        logout_token = await env.services.oauth.logout.logout_token(client, user_id="u-1", session_id="s-1")
+        claims = _unverified(logout_token)
+        assert claims["exp"] - claims["iat"] == 60
+        signer = extract_compact(logout_token.encode()).headers()["kid"]
+        await env.services.keys.rotate()
+        clock.advance(59)
+        assert signer in {k["kid"] for k in (await env.services.keys.jwks())["keys"]}
+        clock.advance(2)
+        # The retired key has left the JWKS only once the logout token it signed has expired.
+        assert claims["exp"] < clock.now()
+        assert signer not in {k["kid"] for k in (await env.services.keys.jwks())["keys"]}
