@@ -64,6 +64,43 @@ _MAX_KNOWN_SETS = 64
 _MAX_FORWARD_SETS = 2
 
 
+class NestingIndex:
+    """Which sets of one nesting kind (groups in groups) contain which, for a whole store at one revision:
+    ``parents`` is ``{child id: [parent ids]}``. :meth:`ancestors` is remembered per set, so the many
+    requests served from one index (every Check of a user in the same teams) share the walks up the tree."""
+
+    # Ancestor maps remembered at most, in entries (a deep chain costs its length squared).
+    MAX_REMEMBERED = 200_000
+
+    def __init__(self, parents: dict[str, list[str]]) -> None:
+        self.parents = parents
+        self._up: dict[str, dict[str, int]] = {}
+        self._remembered = 0
+
+    def ancestors(self, sid: str) -> dict[str, int]:
+        """Every set that contains ``sid``, itself included, with the fewest steps up to it."""
+        hit = self._up.get(sid)
+        if hit is not None:
+            return hit
+        found = {sid: 0}
+        frontier = [sid]
+        steps = 0
+        parents = self.parents
+        while frontier:
+            steps += 1
+            nxt = []
+            for child in frontier:
+                for parent in parents.get(child, ()):
+                    if parent not in found:
+                        found[parent] = steps
+                        nxt.append(parent)
+            frontier = nxt
+        if self._remembered + len(found) <= self.MAX_REMEMBERED:
+            self._remembered += len(found)
+            self._up[sid] = found
+        return found
+
+
 @dataclass
 class Resolution:
     """State shared by every sub-problem of one request (or one batch of requests for the same user)."""
@@ -83,7 +120,7 @@ class Resolution:
     cache_key: tuple[Any, ...] | None = None
     # (type, relation) of a nesting kind -> {child id: [parent ids]} for the whole store, or None when it
     # cannot be had (see TypeSystem.nesting_kind); supplied by the service, which keeps it per revision.
-    nesting: Callable[[str, str], Awaitable[dict[str, list[str]] | None]] | None = None
+    nesting: Callable[[str, str], Awaitable[NestingIndex | None]] | None = None
     # Closures shared across requests (same store revision, model, user and context; no contextual tuples):
     # (cache, scope), set by the service for cacheable requests.
     shared_closures: tuple[TTLCache, tuple[Any, ...]] | None = None

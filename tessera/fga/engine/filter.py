@@ -36,6 +36,7 @@ from tessera.fga.engine.typesystem import (
 )
 
 DEFAULT_CONCURRENCY = 512
+_THE_USER = "\x00user"  # stands for the request's user in the plans kept per model
 # Index probes (set x object) one read may make for a user's sets before reading every userset tuple of
 # the kinds is the cheaper way.
 _MAX_SET_PROBES = 2_000
@@ -170,30 +171,37 @@ class SetEvaluator:
         read per relation of every row; the database drops the rest (other users' grants)."""
         if otype in self._plans:
             return self._plans[otype]
-        res, ts = self.res, self.res.ts
-        tuplesets: set[str] = set()
-        names: set[str] = set()
-        kinds: set[tuple[str, str]] = set()
-        for relation, rel in ts.types[otype].items():
-            stack: list[Rewrite] = [rel.rewrite]
-            while stack:
-                rw = stack.pop()
-                if isinstance(rw, TupleToUserset):
-                    tuplesets.add(rw.tupleset)
-                elif isinstance(rw, (Union, Intersection)):
-                    stack.extend(rw.children)
-                elif isinstance(rw, Difference):
-                    stack += [rw.base, rw.subtract]
-            names.update(self._names(otype, relation))
-            kinds.update(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], res.user))
+        res, ts, user = self.res, self.res.ts, self.res.user
+        # What depends only on the model and the kind of user is worked out once per model.
+        static = ts.cache.setdefault("filter_plans", {})
+        ck = (otype, user.type, user.relation, user.wildcard)
+        hit = static.get(ck)
+        if hit is None:
+            tuplesets: set[str] = set()
+            named: set[str] = set()
+            kinds: set[tuple[str, str]] = set()
+            for relation, rel in ts.types[otype].items():
+                stack: list[Rewrite] = [rel.rewrite]
+                while stack:
+                    rw = stack.pop()
+                    if isinstance(rw, TupleToUserset):
+                        tuplesets.add(rw.tupleset)
+                    elif isinstance(rw, (Union, Intersection)):
+                        stack.extend(rw.children)
+                    elif isinstance(rw, Difference):
+                        stack += [rw.base, rw.subtract]
+                named.update(_THE_USER if n == str(user) else n for n in self._names(otype, relation))
+                kinds.update(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
+            hit = static[ck] = (sorted(tuplesets), tuple(named), sorted(kinds))
+        names = {str(user) if n == _THE_USER else n for n in hit[1]}
         whole: list[tuple[str, str]] = []
-        for st, srel in sorted(kinds):
+        for st, srel in hit[2]:
             cl = await res.closure(st, srel)
             if cl is None:
                 whole.append((st, srel))
             else:
                 names.update(f"{st}:{sid}#{srel}" for sid in (*cl.sure, *cl.maybe))
-        plan = (sorted(tuplesets), sorted(names), whole)
+        plan = (hit[0], sorted(names), whole)
         self._plans[otype] = plan
         return plan
 

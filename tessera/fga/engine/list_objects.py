@@ -211,16 +211,14 @@ async def _nesting_closure(
     sets in one reverse read, then their ancestors in memory."""
     if res.nesting is None or res.reader.has_contextual(object_type, relation):
         return None
-    parents = await res.nesting(object_type, relation)
-    if parents is None:
+    index = await res.nesting(object_type, relation)
+    if index is None:
         return None
     user = res.user
-    sure: dict[str, int] = {}
-    maybe: dict[str, int] = {}
-    frontier: list[tuple[str, bool]] = []
+    # The user's direct sets: sure ones, and undecided ones (a condition that cannot be evaluated here).
+    starts: dict[str, bool] = {}
     if user.relation == relation and user.type == object_type:
-        sure[user.id] = 0
-        frontier.append((user.id, True))
+        starts[user.id] = True
     names = []
     for ref in res.ts.types[object_type][relation].directly_related:
         if ref.relation is None and ref.type == user.type and user.relation is None:
@@ -234,31 +232,28 @@ async def _nesting_closure(
             try:
                 ok = res.condition_holds(k)
             except ConditionError:
-                if oid not in sure and oid not in maybe:
-                    maybe[oid] = 0
-                    frontier.append((oid, False))
+                starts.setdefault(oid, False)
                 continue
-            if ok and oid not in sure:
-                maybe.pop(oid, None)
-                sure[oid] = 0
-                frontier.append((oid, True))
-    # Breadth first, so each set gets its smallest depth; sure sets first so maybe never hides a sure path.
-    while frontier:
-        frontier.sort(key=lambda f: not f[1])
-        nxt: list[tuple[str, bool]] = []
-        for oid, is_sure in frontier:
-            depth = (sure if is_sure else maybe)[oid] + 1
-            for parent in parents.get(oid, ()):
-                if is_sure and parent not in sure:
-                    maybe.pop(parent, None)
-                    sure[parent] = depth
-                    nxt.append((parent, True))
-                elif not is_sure and parent not in sure and parent not in maybe:
-                    maybe[parent] = depth
-                    nxt.append((parent, False))
-        if len(sure) + len(maybe) > max_facts:
-            return None
-        frontier = nxt
+            if ok:
+                starts[oid] = True
+    # Every set above a sure one is sure, at its fewest steps from one; the sets above only undecided ones
+    # are undecided (a sure path always wins). The walks up are shared by every request on the index.
+    sure: dict[str, int] = {}
+    maybe: dict[str, int] = {}
+    for oid, is_sure in starts.items():
+        if is_sure:
+            for sid, steps in index.ancestors(oid).items():
+                known = sure.get(sid)
+                if known is None or steps < known:
+                    sure[sid] = steps
+    for oid, is_sure in starts.items():
+        if not is_sure:
+            for sid, steps in index.ancestors(oid).items():
+                known = maybe.get(sid)
+                if sid not in sure and (known is None or steps < known):
+                    maybe[sid] = steps
+    if len(sure) + len(maybe) > max_facts:
+        return None
     return Closure(set(sure), set(maybe), {**maybe, **sure})
 
 

@@ -177,7 +177,13 @@ class RequestReader:
         for oid, relation, user, cname, cctx in rows:
             if oid not in wanted:
                 continue
-            ck = (otype, relation, _user_kind(user), cname)
+            # _user_kind, inlined: this loop runs for every row of a layer.
+            hash_at = user.find("#")
+            if hash_at >= 0:
+                kind = user[: user.index(":")] + user[hash_at:]
+            else:
+                kind = user if user.endswith(":*") else user[: user.index(":")]
+            ck = (otype, relation, kind, cname)
             ok = admitted.get(ck)
             if ok is None:
                 ok = admitted[ck] = self.ts.allows_key(TupleKey(f"{otype}:{oid}", relation, user, cname))

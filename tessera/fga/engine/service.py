@@ -24,6 +24,7 @@ from tessera.fga.engine.check import (
     CachedChecker,
     CheckResolver,
     LocalChecker,
+    NestingIndex,
     Resolution,
     TTLCache,
 )
@@ -227,7 +228,7 @@ class FGAService:
         self._known_stores: dict[str, float] = {}
         self._latest: dict[str, tuple[str, float]] = {}
         # (store, model, type, relation) -> (store revision, {child: [parents]} or None): nesting indexes.
-        self._nesting_cache: dict[tuple[str, str, str, str], tuple[int, dict[str, list[str]] | None]] = {}
+        self._nesting_cache: dict[tuple[str, str, str, str], tuple[int, NestingIndex | None]] = {}
         # Per store and model: object types too large to prefetch whole (learned by the readers).
         self._big_types: dict[tuple[str, str], set[str]] = {}
         self._small_types: dict[tuple[str, str], set[str]] = {}
@@ -688,7 +689,7 @@ class FGAService:
         per request, so a HIGHER_CONSISTENCY request never sees an index older than the store)."""
         revision: list[int] = []
 
-        async def provide(otype: str, relation: str) -> dict[str, list[str]] | None:
+        async def provide(otype: str, relation: str) -> NestingIndex | None:
             if not revision:
                 revision.append(await self.ds.revision(store_id))
             return await self._nesting(store_id, ts, otype, relation, revision[0])
@@ -697,7 +698,7 @@ class FGAService:
 
     async def _nesting(
         self, store_id: str, ts: TypeSystem, otype: str, relation: str, revision: int
-    ) -> dict[str, list[str]] | None:
+    ) -> NestingIndex | None:
         """``{child id: [parent ids]}`` over every ``otype:parent#relation@otype:child#relation`` tuple the
         model admits: how sets of a nesting kind (groups in groups) contain each other. Built with paged reads
         and kept until the store's revision moves; None when the store holds more than
@@ -728,8 +729,9 @@ class FGAService:
                 break
         if len(self._nesting_cache) > 256:
             self._nesting_cache.clear()
-        self._nesting_cache[key] = (revision, parents)
-        return parents
+        index = None if parents is None else NestingIndex(parents)
+        self._nesting_cache[key] = (revision, index)
+        return index
 
     # --- validation helpers -----------------------------------------------------------------------------
 

@@ -699,10 +699,12 @@ _SELECT_OF_OBJECT_RELATIONS = (
     "condition_name, condition_context "
     "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id = ? AND relation IN ({}) LIMIT ?"
 )
+# Rows without a condition come back exactly as the filter uses them, (id, relation, user, None, None), so
+# they need no rebuilding in Python.
 _SELECT_OF_OBJECTS = (
     "SELECT object_id, relation, "
     "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
-    "condition_name, condition_context "
+    "NULLIF(condition_name, ''), CASE WHEN condition_name > '' THEN condition_context END "
     "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id IN "
 )
 
@@ -886,10 +888,9 @@ class _SQLiteHotReads:
                 params += [utype, urel]
             sql += " AND (" + " OR ".join(terms) + ")"
         rows = self._db().execute(sql + " LIMIT ?", (*params, limit)).fetchall()
-        return [
-            (oid, rel, user, cname, _sqlite_context(cctx)) if cname else (oid, rel, user, None, None)
-            for oid, rel, user, cname, cctx in rows
-        ]
+        if not any(row[3] for row in rows):
+            return rows
+        return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
 
     def by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]

@@ -200,3 +200,14 @@ async def test_memberships_are_reused_across_requests_until_a_write() -> None:
     assert not await allowed(svc, store.id, "document:3", "viewer", "user:u")
     await svc.write(store.id, [tk("group:x", "member", "user:u")])
     assert await allowed(svc, store.id, "document:3", "viewer", "user:u")  # the write is seen at once
+
+
+def test_nesting_index_ancestors_take_the_fewest_steps_and_end_on_cycles() -> None:
+    from tessera.fga.engine.check import NestingIndex
+
+    # a -> b -> d, a -> c -> d -> e -> b (a cycle b, d, e), f alone.
+    index = NestingIndex({"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": ["e"], "e": ["b"]})
+    assert index.ancestors("a") == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
+    assert index.ancestors("e") == {"e": 0, "b": 1, "d": 2}
+    assert index.ancestors("f") == {"f": 0}
+    assert index.ancestors("a") is index.ancestors("a")  # remembered for the next request
