@@ -27,6 +27,7 @@ from tessera.core.errors import Conflict, ValidationFailed
 from tessera.risk.config import RiskConfig
 from tessera.risk.events import Assessment, Decision, LoginEvent, NetworkType, Reason, SessionEvent
 from tessera.risk.model.likelihood import (
+    RATE_FAMILIES,
     Features,
     GlobalStats,
     LevelTerm,
@@ -34,7 +35,9 @@ from tessera.risk.model.likelihood import (
     forget,
     learn,
     likelihood_terms,
+    rtt_bin,
 )
+from tessera.risk.model.tree import paths
 from tessera.risk.patterns import Term
 from tessera.risk.patterns.bots import bot_terms
 from tessera.risk.patterns.stuffing import stuffing_terms
@@ -69,7 +72,11 @@ class _Resolved:
     geo_valid: bool
 
 
-_CODES = {"pair": "device_on_network", "user_agent": "browser_configuration"}
+_CODES = {
+    "pair": "device_on_network",
+    "user_agent": "browser_configuration",
+    "reputation": "network_with_confirmed_attacks",
+}
 
 
 def _address(text: str) -> tuple[str, str, str] | None:
@@ -119,6 +126,11 @@ _WORDS = {
         "rarely uses this browser on this network",
         "a device you do not usually use on this network",
     ),
+    ("net", "reputation"): (
+        "second factors failed more often than usual from this network ({asn_name}) or address block",
+        "second factors failed more often than usual from this network ({asn_name}) or address block",
+        "a network that attacks have come from",
+    ),
     ("rtt", "rtt"): (
         "unusual network round-trip time ({rtt} ms)",
         "unusual round-trip time ({rtt} ms)",
@@ -151,7 +163,15 @@ class RiskEngine:
         self.world = GlobalStats()
         self._profiles: dict[str, Profile] = {}  # used when there is no store: everything stays in-process
         self.cache = ProfileCache(store, self.config.profile_cache_size) if store is not None else None
-        self._pending: dict[str, dict[str, float]] = {"net": {}, "agent": {}, "rtt": {}}
+        self._pending: dict[str, dict[str, float]] = {
+            "net": {},
+            "agent": {},
+            "rtt": {},
+            "login": {},
+            "attack": {},
+        }
+        if store is not None:
+            self.world.unsaved = {}  # the population's rates are flushed with the global counts
         self._addresses = lru_cache(maxsize=65536)(_address)
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
@@ -180,6 +200,9 @@ class RiskEngine:
             await self.store.global_counts("net"),
             await self.store.global_counts("agent"),
             await self.store.global_counts("rtt"),
+            await self.store.global_counts("login"),
+            await self.store.global_counts("attack"),
+            {family: await self.store.global_counts(family) for family in RATE_FAMILIES},
         )
 
     async def flush(self) -> None:
@@ -188,7 +211,11 @@ class RiskEngine:
         flush; a failed write keeps its counts pending too, so a database blip loses nothing."""
         if self.store is None:
             return
-        for family in self._pending:
+        for family, counts in self.world.take_unsaved().items():
+            pending = self._pending.setdefault(family, {})
+            for key, count in counts.items():
+                pending[key] = pending.get(key, 0.0) + count
+        for family in list(self._pending):
             batch = self._pending[family]
             if not batch:
                 continue
@@ -349,11 +376,10 @@ class RiskEngine:
                 continue
             first, rare, user = _WORDS[(term.family, term.level)]
             template = first if term.novel else rare
+            code = _CODES.get(term.level, term.level)
             reasons.append(
                 Reason(
-                    f"new_{_CODES.get(term.level, term.level)}"
-                    if term.novel
-                    else f"rare_{_CODES.get(term.level, term.level)}",
+                    code if term.level == "reputation" else f"new_{code}" if term.novel else f"rare_{code}",
                     term.log10,
                     template.format(**values),
                     user,
@@ -421,19 +447,18 @@ class RiskEngine:
             f.city or f.country,
         )
 
-    def _update_world(self, f: Features) -> None:
-        self.world.add(f)
+    def _update_world(self, f: Features, success: bool) -> None:
+        self.world.add(f, success)
         if self.store is not None:
-            from tessera.risk.model.tree import paths
-
-            for family, values in (("net", f.net), ("agent", f.agent)):
+            families = [("net", f.net), ("agent", f.agent)]
+            if success:
+                families.append(("login", f.net[:3]))
+            for family, values in families:
                 pending = self._pending[family]
                 pending[""] = pending.get("", 0.0) + 1.0
                 for path in paths(values):
                     pending[path] = pending.get(path, 0.0) + 1.0
             if f.rtt_ms is not None:
-                from tessera.risk.model.likelihood import rtt_bin
-
                 pending = self._pending["rtt"]
                 key = str(rtt_bin(f.rtt_ms))
                 pending[""] = pending.get("", 0.0) + 1.0
@@ -456,7 +481,7 @@ class RiskEngine:
         for term in terms:
             score += term.log10
             reasons.append(Reason(term.code, term.log10, term.message, term.user_message))
-        self._update_world(f)
+        self._update_world(f, event.success)
         decision = decide(score, self.config.policy, forced, history=profile.logins)
         signals: dict[str, object] = {
             "country": f.country,
@@ -478,12 +503,21 @@ class RiskEngine:
         return assessment
 
     async def record_outcome(self, event: LoginEvent, assessment: Assessment, outcome: Outcome) -> None:
-        """Teach the profile: successful logins that were allowed or passed their second factor."""
-        if not event.success or outcome not in {Outcome.ALLOWED, Outcome.STEP_UP_PASSED}:
+        """Teach the profile: successful logins that were allowed or passed their second factor. A failed
+        second factor after the right password is a confirmed attack: it teaches the attacker side (the
+        network's reputation), never the profile."""
+        if not event.success or outcome not in {
+            Outcome.ALLOWED,
+            Outcome.STEP_UP_PASSED,
+            Outcome.STEP_UP_FAILED,
+        }:
             return
         features = assessment.features
         if not isinstance(features, Features):
             features = self.resolve(event).features
+        if outcome == Outcome.STEP_UP_FAILED:
+            self._learn_attack(features)
+            return
         await self._update(
             event.user_id,
             lambda profile: learn(profile, features, event.timestamp, self.config.max_history, self.world),
@@ -517,7 +551,17 @@ class RiskEngine:
             else:
                 forget(profile, features)
 
+        if not was_me:
+            self._learn_attack(features)
         await self._update(event.user_id, change)
+
+    def _learn_attack(self, f: Features) -> None:
+        self.world.add_attack(f)
+        if self.store is not None:
+            pending = self._pending["attack"]
+            pending[""] = pending.get("", 0.0) + 1.0
+            for path in paths(f.net[:3]):
+                pending[path] = pending.get(path, 0.0) + 1.0
 
     async def assess_session(self, event: SessionEvent) -> Assessment:
         """For token refresh and live sessions: has the session moved (IP, network, device) since its login,

@@ -8,8 +8,9 @@ says what a step-up stands for:
   challenge is assumed passed); denied logins teach nothing. Attackers who got a step-up therefore poison
   their victim's profile: the pessimistic choice for the measured security.
 - ``allowed-only``: only logins allowed without a challenge teach.
-- ``labels``: the second factor is emulated from the labels (the legitimate user passes, an attacker fails),
-  and no attack teaches its victim's profile, not even one the engine allowed: each attack is judged against
+- ``labels``: the second factor is emulated from the labels (the legitimate user passes, an attacker fails:
+  ``Outcome.STEP_UP_FAILED``, which teaches the attacker side of the model), and no attack teaches its
+  victim's profile, not even one the engine allowed: each attack is judged against
   the victim's own history, as an independent attempt. A log with many attempts per victim (``tessera risk
   simulate --attacks-per-stage``) measures each history length on enough attacks that way, without the
   earlier attempts on the same victim compounding into its profile as they would not in production, where a
@@ -57,6 +58,11 @@ async def replay(rows: Sequence[Row], engine: RiskEngine, *, learn: str = "assum
         if not row.event.success or assessment.decision == Decision.DENY:
             continue
         if learn == "labels" and not _legitimate(row):
+            # The attacker holds the password but not the second factor: a step-up it met fails, which is
+            # what production learns of an attack (the network's reputation). An attack allowed outright
+            # goes unnoticed, one denied leaves no second-factor result.
+            if assessment.decision == Decision.STEP_UP:
+                await engine.record_outcome(row.event, assessment, Outcome.STEP_UP_FAILED)
             continue
         if assessment.decision == Decision.ALLOW:
             await engine.record_outcome(row.event, assessment, Outcome.ALLOWED)

@@ -61,7 +61,7 @@ def _comparison(replayed: Replayed) -> tuple[Report, Report]:
 
 def test_beats_the_novelty_baseline(replayed_2000: Replayed) -> None:
     """Never worse than the baseline in any cell; strictly better in every cell where the baseline leaves room
-    (above 0%) once users have 8 logins. Cells where both are at 0% cannot be beaten."""
+    (above 0%) once users have 4 logins. Cells where both are at 0% cannot be beaten."""
     ours, baseline = _comparison(replayed_2000)
     worse, not_better, better = [], [], 0
     for attack in RBA_ATTACKS:
@@ -74,12 +74,12 @@ def test_beats_the_novelty_baseline(replayed_2000: Replayed) -> None:
                     worse.append((attack, level, bucket, a, b))
                 elif a < b:
                     better += 1
-                elif b > 0 and bucket >= 8:
+                elif b > 0 and bucket >= 4:
                     not_better.append((attack, level, bucket, a, b))
     tables = "\n" + ours.table() + "\n" + baseline.table()
     assert not worse, "\n".join(map(str, worse)) + tables
     assert not not_better, "\n".join(map(str, not_better)) + tables
-    assert better >= 60, tables  # of 112 cells (67 on this log)
+    assert better >= 74, tables  # of 112 cells (76 on this log)
 
 
 def _never_reauthenticated(replayed: Replayed, scores: list[float], threshold: float, bucket: int) -> int:
@@ -93,11 +93,11 @@ def _never_reauthenticated(replayed: Replayed, scores: list[float], threshold: f
 
 def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Replayed) -> None:
     """The issue asks for a strict win in every cell of the table where the baseline re-authenticates anyone.
-    That holds from 8 logins on (above), not at 1-7 logins (README, "How good it is"): there each user's rate
-    moves in thirds (1-3 logins) or quarters (4-7), so the median falls below the baseline's 33.3% or 25%
-    only if more than half of the users are never asked, while the baseline asks nearly everybody once. Those
-    ties must stay there, and in each of them the engine must still be the better one user by user: more
-    users never asked and a lower mean rate."""
+    That holds from 4 logins on (above), not at 1-3 logins (README, "How good it is"): there each user's rate
+    moves in thirds, so the median falls below the baseline's 33.3% only if more than half of the users are
+    never asked, while the baseline asks nearly everybody once. Those ties must stay there, and in each of
+    them the engine must still be the better one user by user: more users never asked and a lower mean
+    rate."""
     ours, baseline = _comparison(replayed_2000)
     ours_scores = [s.score for s in replayed_2000.scored]
     baseline_scores = novelty_baseline(replayed_2000)
@@ -110,7 +110,7 @@ def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Rep
                 if b <= 0 or a < b:
                     continue
                 ties.append((attack, level, bucket))
-                assert bucket < 8, (attack, level, bucket)
+                assert bucket < 4, (attack, level, bucket)
                 assert (mine.means[bucket] or 0.0) < (theirs.means[bucket] or 0.0), (attack, level, bucket)
                 t_mine, t_theirs = mine.thresholds[bucket], theirs.thresholds[bucket]
                 assert t_mine is not None and t_theirs is not None
@@ -118,7 +118,7 @@ def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Rep
                 never_theirs = _never_reauthenticated(replayed_2000, baseline_scores, t_theirs, bucket)
                 assert never_mine > never_theirs, (attack, level, bucket, never_mine, never_theirs)
                 assert never_mine * 2 <= mine.users[bucket]  # why the median cannot move yet
-    assert len(ties) <= 19, ties  # 19 on this log: 13 at 1-3 logins, 6 at 4-7
+    assert len(ties) <= 10, ties  # 10 on this log, all at 1-3 logins (19 before churn and reputation)
 
 
 FEATURES = ("country", "asn", "block", "ip", "browser", "version", "os", "device")
@@ -162,10 +162,11 @@ def test_no_scorer_of_novelties_alone_beats_the_baseline_on_targeted_attacks(rep
     1 - p of a bucket's attacks are such attacks, the threshold blocking p of them is at most that score, so
     every login from a new address is asked; when more than half of the users have one in the bucket, the
     median user is asked at least once: 1/3 at 1-3 logins and 1/4 at 4-7 and 8-11, the baseline's own
-    figures, which no such scorer can beat. The engine beats them from 8 logins on with what such scorers
-    ignore (how often this user's values change, how often they change for everybody on that network or
-    block, the round-trip time); at 1-7 logins that evidence is still too thin to leave half the users
-    alone."""
+    figures, which no such scorer can beat. The engine beats them from 4 logins on with what such scorers
+    ignore (how often this user's values change; how often everybody's address changes in that block, so a
+    phone's new carrier-grade NAT address costs nothing and a new address among home lines costs much; which
+    networks second factors failed from; the round-trip time); at 1-3 logins that is still not enough to
+    leave half the users alone."""
     novelties = _novelties(replayed_2000)
     history = history_lengths(replayed_2000.logins)
     _, baseline = _comparison(replayed_2000)
@@ -229,7 +230,7 @@ def test_global_threshold_variant_is_reported(replayed_2000: Replayed) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 4's literal criterion (a strict win in every cell where the baseline re-authenticates "
-    "anyone) is met from 8 logins of history on, not at 1-7 (19 ties, test above and README). Strict: once "
+    "anyone) is met from 4 logins of history on, not at 1-3 (10 ties, test above and README). Strict: once "
     "those cells are won this passes, and the mark must go.",
 )
 def test_beats_the_baseline_in_every_cell_where_it_reauthenticates(replayed_2000: Replayed) -> None:

@@ -89,3 +89,84 @@ def test_the_labelled_replay_never_teaches_an_attack() -> None:
         scored = asyncio.run(replay(rows, engine, learn=learn))
         assert scored[-1].decision.value == "allow"
         assert asyncio.run(engine._profile("v")).logins == learned
+
+
+async def test_a_new_block_of_stable_home_lines_weighs_more_than_a_new_carrier_grade_nat_block() -> None:
+    """A user who never used either block shows up in each: the back-off has no personal evidence there, so
+    only the blocks' churn differs. In the NAT block everybody's address changes at every login (a new one
+    is what a legitimate phone brings); in the block of home lines nobody's does (a new one is a renumbering
+    or somebody else)."""
+    engine = RiskEngine(secret=SECRET)
+    at = T0
+    for u in range(40):
+        for k in range(6):
+            at += 60
+            await _accept(engine, _login(f"nat{u}", at, f"80.1.{u}.{k + 1}"))
+            await _accept(engine, _login(f"home{u}", at, f"84.1.{u}.1"))
+    nat = _login("x", 0, "80.1.250.9")
+    home = _login("x", 0, "84.1.250.9")
+    assert engine.world.churn(engine.resolve(nat).features) > 0.8
+    assert engine.world.churn(engine.resolve(home).features) < 0.1
+    for day in range(5):
+        await _accept(engine, _login("a", at + 60 + day * 86400, "90.1.1.1"))
+        await _accept(engine, _login("b", at + 60 + day * 86400, "90.1.2.1"))
+    later = at + 10 * 86400
+    churning = await engine.assess(_login("a", later, "80.1.250.9"))
+    stable = await engine.assess(_login("b", later, "84.1.250.9"))
+    assert stable.score - churning.score > 0.8, (stable.score, churning.score)
+    assert "new_ip" in {r.code for r in stable.reasons}
+
+
+async def test_failed_second_factors_teach_the_attacker_side() -> None:
+    """A failed second factor after the right password is a confirmed attack: the network it came from gains
+    an attacker reputation (Freeman et al.'s p(x | attacker) from labelled attacks), which a login from it
+    then carries, with its reason. Without confirmed attacks the term is zero; the counts reach the store."""
+    from tessera.risk.store import MemoryStore
+
+    store = MemoryStore()
+    engine = RiskEngine(secret=SECRET, store=store)
+    at = T0
+
+    def on(user: str, asn: int, ip: str) -> LoginEvent:
+        return LoginEvent(timestamp=at, user_id=user, ip=ip, user_agent=CHROME, country="DE", asn=asn)
+
+    for u in range(150):
+        at += 60
+        await _accept(engine, on(f"u{u}", 3320, f"84.1.{u}.1"))
+        if u < 30:
+            await _accept(engine, on(f"w{u}", 3209, f"88.1.{u}.1"))
+    probe = await engine.assess(on("p", 3209, "88.1.250.1"))
+    assert not any(r.code == "network_with_confirmed_attacks" for r in probe.reasons)
+    for u in range(30):
+        at += 60
+        attack = on(f"w{u}", 3209, f"88.1.{u}.{200 + u}")
+        await engine.record_outcome(attack, await engine.assess(attack), Outcome.STEP_UP_FAILED)
+    assert engine.world.attacks.total == 30
+    clean = await engine.assess(on("q", 3320, "84.1.251.1"))
+    attacked = await engine.assess(on("q", 3209, "88.1.251.1"))
+    codes = {r.code for r in attacked.reasons}
+    assert "network_with_confirmed_attacks" in codes, attacked.reasons
+    assert attacked.score - clean.score > 0.5
+    # A confirmed attack never teaches the victim's profile.
+    assert (await engine._profile("w0")).logins == 1
+    await engine.flush()
+    assert (await store.global_counts("attack"))[""] == 30.0
+    restarted = RiskEngine(secret=SECRET, store=store)
+    await restarted.load()
+    assert restarted.world.attacks.total == 30 and restarted.world.logins.total > 200
+
+
+def test_the_labelled_replay_teaches_failed_second_factors_only() -> None:
+    """``learn="labels"``: an attack that met a step-up fails it (a confirmed attack for the attacker side);
+    ``assume-passed`` confirms none."""
+    home = [_login("v", T0 + day * 86400, "84.1.1.1") for day in range(30)]
+    stranger = LoginEvent(
+        timestamp=T0 + 30 * 86400, user_id="v", ip="45.77.1.1", user_agent=CHROME, country="SG", asn=20473
+    )
+    rows = [Row(str(i), i + 2, e, {"Attack Type": "legitimate"}) for i, e in enumerate(home)]
+    rows.append(Row("30", 32, stranger, {"Attack Type": "naive"}))
+    for learn, confirmed in (("labels", 1.0), ("assume-passed", 0.0)):
+        engine = RiskEngine(secret=SECRET)
+        scored = asyncio.run(replay(rows, engine, learn=learn))
+        assert scored[-1].decision.value == "step_up"
+        assert engine.world.attacks.total == confirmed

@@ -22,6 +22,11 @@ carrier hands out a new IP every time has a large d and is not surprised by one 
 is. A value never seen backs off to its parent, which is the paper's IP -> ASN -> country and user agent ->
 browser -> OS -> device back-off. Round-trip time is a third family: half-octave bins, smoothed with their
 neighbours.
+
+Two terms come from what the population does rather than the user. An address new to the user weighs by the
+block's churn (how often its legitimate logins bring an address new to their user: nearly always behind a
+carrier-grade NAT, almost never among home lines), also where the user never used the block; and the
+attacker side carries each network's reputation learned from confirmed attacks (``reputation_term``).
 """
 
 from __future__ import annotations
@@ -147,6 +152,23 @@ class GlobalStats:
         # every time, users of a home-line block almost never, whatever the population does on average.
         self.novel_under: dict[str, float] = {}
         self.trials_under: dict[str, float] = {}
+        # The attacker side learned from outcomes (Freeman et al. estimate p(x | attacker) partly from
+        # labelled attacks): successful-password attempts and, among them, the confirmed attacks (a failed
+        # second factor, "this was not me"), by country > network > address block.
+        self.logins = Tree(())
+        self.attacks = Tree(())
+        # Per network and address block: accepted logins, and those whose address was new to their user. A
+        # carrier-grade NAT block hands everybody a new address nearly every time; in a block of home lines
+        # a new address is a renumbering, a move, or somebody else.
+        self.fresh: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        # With a store, the rates' increments since the last flush, by family (the trees' go through the
+        # engine, which sees every attempt; these are counted here, in ``learn``).
+        self.unsaved: dict[str, dict[str, float]] | None = None
+
+    def take_unsaved(self) -> dict[str, dict[str, float]]:
+        taken, self.unsaved = self.unsaved or {}, {} if self.unsaved is not None else None
+        return taken
 
     def novelty(self, level: str, parent: str | None = None) -> float:
         rate = (self.novel.get(level, 0.0) + 1.0) / (self.trials.get(level, 0.0) + 4.0)
@@ -158,21 +180,56 @@ class GlobalStats:
             return rate
         return (self.novel_under.get(key, 0.0) + PARENT_PRIOR_WEIGHT * rate) / (trials + PARENT_PRIOR_WEIGHT)
 
+    def _bump(self, family: str, table: dict[str, float], key: str) -> None:
+        table[key] = table.get(key, 0.0) + 1.0
+        if self.unsaved is not None:
+            pending = self.unsaved.setdefault(family, {})
+            pending[key] = pending.get(key, 0.0) + 1.0
+
     def count_novelty(self, level: str, parent: str, novel: bool) -> None:
         key = level + SEP + parent
-        self.trials[level] = self.trials.get(level, 0.0) + 1.0
-        self.trials_under[key] = self.trials_under.get(key, 0.0) + 1.0
+        self._bump("trials", self.trials, level)
+        self._bump("trials", self.trials_under, key)
         if novel:
-            self.novel[level] = self.novel.get(level, 0.0) + 1.0
-            self.novel_under[key] = self.novel_under.get(key, 0.0) + 1.0
+            self._bump("novel", self.novel, level)
+            self._bump("novel", self.novel_under, key)
         if len(self.trials_under) > self.max_paths:
             rare = [k for k, n in self.trials_under.items() if n < 3.0]
             for k in rare:
                 del self.trials_under[k]
                 self.novel_under.pop(k, None)
 
-    def add(self, features: Features) -> None:
+    def count_fresh(self, features: Features, fresh: bool) -> None:
+        for key in ("", *paths(features.net[:3])[1:]):
+            self._bump("seen", self.seen, key)
+            if fresh:
+                self._bump("fresh", self.fresh, key)
+        if len(self.seen) > self.max_paths:
+            for key in [k for k, n in self.seen.items() if n < 3.0]:
+                del self.seen[key]
+                self.fresh.pop(key, None)
+
+    def fresh_rate(self, features: Features) -> float:
+        """The share of legitimate logins in this address block whose address was new to their user, shrunk
+        towards the network's share and that towards everybody's (empirical Bayes, FRESH_WEIGHT logins)."""
+        rate = (self.fresh.get("", 0.0) + 1.0) / (self.seen.get("", 0.0) + 2.0)
+        for key in paths(features.net[:3])[1:]:
+            rate = (self.fresh.get(key, 0.0) + FRESH_WEIGHT * rate) / (self.seen.get(key, 0.0) + FRESH_WEIGHT)
+        return rate
+
+    def churn(self, features: Features) -> float:
+        """How often a legitimate login in this block brings an address new to its user: the rate among users
+        returning to the block (the best evidence, but sparse), shrunk towards ``fresh_rate``."""
+        key = "ip" + SEP + SEP.join(features.net[:3])
+        returning = self.trials_under.get(key, 0.0)
+        return (self.novel_under.get(key, 0.0) + BLOCK_FRESH_WEIGHT * self.fresh_rate(features)) / (
+            returning + BLOCK_FRESH_WEIGHT
+        )
+
+    def add(self, features: Features, success: bool = True) -> None:
         self.net.add(features.net)
+        if success:
+            self.logins.add(features.net[:3])
         self.agent.add(features.agent)
         if features.rtt_ms is not None:
             self.rtt.add((str(rtt_bin(features.rtt_ms)),))
@@ -180,9 +237,28 @@ class GlobalStats:
             if len(tree.counts) > self.max_paths:
                 tree.prune(2.0)
 
-    def merge(self, net: dict[str, float], agent: dict[str, float], rtt: dict[str, float]) -> None:
-        """Fold counts persisted by other workers into this one (see ``store.RiskStore.global_counts``)."""
-        for tree, counts in ((self.net, net), (self.agent, agent), (self.rtt, rtt)):
+    def add_attack(self, features: Features) -> None:
+        """A confirmed attack: the attacker side of the reputation (``reputation_term``)."""
+        self.attacks.add(features.net[:3])
+
+    def merge(
+        self,
+        net: dict[str, float],
+        agent: dict[str, float],
+        rtt: dict[str, float],
+        logins: dict[str, float] | None = None,
+        attacks: dict[str, float] | None = None,
+        rates: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        """Fold counts persisted by other workers into this one (see ``store.RiskStore.global_counts``):
+        the trees, and ``rates`` by family ("novel", "trials", "fresh", "seen")."""
+        for tree, counts in (
+            (self.net, net),
+            (self.agent, agent),
+            (self.rtt, rtt),
+            (self.logins, logins or {}),
+            (self.attacks, attacks or {}),
+        ):
             for path, count in counts.items():
                 if path == "":
                     tree.total += count
@@ -192,8 +268,20 @@ class GlobalStats:
                     tree.kids[parent] = tree.kids.get(parent, 0) + 1
                     tree.counts[path] = 0.0
                 tree.counts[path] += count
+        for family, counts in (rates or {}).items():
+            for key, count in counts.items():
+                if family in RATE_FAMILIES[:2]:  # per level, and per level under a parent value
+                    table = {
+                        "novel": (self.novel, self.novel_under),
+                        "trials": (self.trials, self.trials_under),
+                    }
+                    table_of = table[family][1 if SEP in key else 0]
+                else:
+                    table_of = self.fresh if family == "fresh" else self.seen
+                table_of[key] = table_of.get(key, 0.0) + count
 
 
+RATE_FAMILIES = ("novel", "trials", "fresh", "seen")
 REPUTATION = {
     NetworkType.HOSTING: 3.0,
     NetworkType.VPN: 4.0,
@@ -203,6 +291,12 @@ LEVEL_NAMES = {
     "net": ("country", "network", "prefix", "ip"),
     "agent": ("device", "os", "browser", "version", "user_agent"),
 }
+
+
+# A network's attack rate is its parent's until it has this many attacks' worth of evidence (a gamma prior of
+# mean 1 on the ratio, in units of expected attacks: with few labels in the log, every ratio stays near 1).
+ATTACK_PRIOR = 3.0
+REPUTATION_BOUNDS = (-1.0, 1.0)
 
 
 @dataclass(slots=True)
@@ -227,11 +321,24 @@ def _global_conditional(tree: Tree, user: Tree, path: str, parent: str) -> float
 
 
 PARENT_PRIOR_WEIGHT = 5.0  # trials' worth of weight the level's rate has in one parent's rate
+# Address churn (``GlobalStats.churn``): logins' worth of weight a network's share of new addresses has in one
+# block's, and the block's share in the estimate from users returning to it.
+FRESH_WEIGHT = 5.0
+BLOCK_FRESH_WEIGHT = 1.0
+# A user's chance of a new address in a block is judged mostly by the block's churn until they have about this
+# many logins there: with one login, Good-Turing's "seen once" would say every address is new.
+CHURN_WEIGHT = 10.0
+CHURN_CAP = 1.5  # log10: a new address in the stablest block of home lines weighs at most 30x
 PRIOR_WEIGHT = 3.0  # logins' worth of weight the population's novelty rate has in a user's estimate
 
 
 def _chain_terms(
-    family: str, user: Tree, world: Tree, values: tuple[str, ...], stats: GlobalStats
+    family: str,
+    user: Tree,
+    world: Tree,
+    values: tuple[str, ...],
+    stats: GlobalStats,
+    churn: float | None = None,
 ) -> list[LevelTerm]:
     terms: list[LevelTerm] = []
     parent = ""
@@ -248,8 +355,10 @@ def _chain_terms(
         # logins whose value was new (seen once), shrunk towards the population's rate for this level. A phone
         # on a carrier-grade NAT gets a new address nearly every time (no surprise); a stable home line almost
         # never does; a user with two logins is judged mostly by what users in general do.
-        prior = stats.novelty(names[depth], parent)
-        novelty = min(1.0, (user.ones.get(parent, 0) + PRIOR_WEIGHT * prior) / (parent_count + PRIOR_WEIGHT))
+        prior, weight = stats.novelty(names[depth], parent), PRIOR_WEIGHT
+        if depth == 3 and churn is not None:
+            prior, weight = churn, CHURN_WEIGHT
+        novelty = min(1.0, (user.ones.get(parent, 0) + weight * prior) / (parent_count + weight))
         own = user.counts.get(path, 0.0)
         p_user = (1.0 - novelty) * own / parent_count + novelty * g
         terms.append(LevelTerm(family, names[depth], math.log10(g / p_user), novel=own <= 0))
@@ -343,8 +452,37 @@ def _floor(term: LevelTerm) -> LevelTerm:
     return LevelTerm(term.family, term.level, floor, term.novel)
 
 
+def reputation_term(world: GlobalStats, features: Features) -> LevelTerm:
+    """log10 p(network | attacker) / p(network | login), learned from confirmed attacks.
+
+    The share of successful-password attempts that turned out to be attacks, per country, network and address
+    block, each shrunk towards its parent's (Poisson counts under a gamma prior): a block whose logins never
+    failed a second factor although its network's rate predicts many is cleaner than its network, one whose
+    attempts keep failing is worse. Without confirmed attacks (no second factor, or replays that assume every
+    one passed) the term is 0."""
+    attacks, logins = world.attacks, world.logins
+    if attacks.total <= 0 or logins.total <= 0:
+        return LevelTerm("net", "reputation", 0.0, novel=False)
+    rate = attacks.total / logins.total
+    ratio = 1.0
+    for path in paths(features.net[:3]):
+        expected = logins.counts.get(path, 0.0) * rate * ratio
+        ratio *= (attacks.counts.get(path, 0.0) + ATTACK_PRIOR) / (expected + ATTACK_PRIOR)
+    low, high = REPUTATION_BOUNDS
+    return LevelTerm("net", "reputation", min(high, max(low, math.log10(ratio))), novel=False)
+
+
 def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -> list[LevelTerm]:
-    terms = _chain_terms("net", profile.net, world.net, features.net, world)
+    churn = world.churn(features)
+    terms = _chain_terms("net", profile.net, world.net, features.net, world, churn)
+    net = profile.net.counts
+    if net.get(SEP.join(features.net[:2]), 0.0) > 0 and net.get(SEP.join(features.net[:3]), 0.0) <= 0:
+        # An address in a block the user never used on a network they use, where the back-off has no
+        # personal evidence: an attacker's address is new to the user whatever the block (p = 1), a
+        # legitimate login's is new as often as the block's legitimate logins bring one. A phone entering
+        # another carrier-grade NAT block pays nothing; a new address among stable home lines is a
+        # renumbering, a move, or somebody else. (On a network new to the user, its own term says it.)
+        terms[3] = LevelTerm("net", "ip", min(CHURN_CAP, -math.log10(churn)), novel=True)
     reputation = REPUTATION.get(features.network_type)
     if reputation:
         # Freeman et al. weigh the attacker side by the network's reputation: attackers favour these networks.
@@ -354,6 +492,7 @@ def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -
         agent_terms[3] = LevelTerm("agent", "version", UPDATE_CAP, novel=True)
     terms.extend(agent_terms)
     terms.append(_pair_term(profile, features))
+    terms.append(reputation_term(world, features))
     if features.rtt_ms is not None:
         terms.append(_rtt_term(profile, world.rtt, features))
     return [_floor(term) for term in terms]
@@ -381,6 +520,8 @@ def learn(
     """Online update after a login the caller accepted (allowed, or passed its second factor)."""
     if world is not None:
         _count_novelty(profile, world, features)
+        if profile.net.total > 0:  # a first login's address is new by definition: no evidence about the block
+            world.count_fresh(features, SEP.join(features.net) not in profile.net.counts)
     profile.net.add(features.net)
     profile.agent.add(features.agent)
     asn = features.asn or "?"
