@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tessera.fga.engine.errors import FGAError, ResolutionTooComplex
-from tessera.fga.engine.reader import RequestReader
+from tessera.fga.engine.reader import RequestReader, user_kind
 from tessera.fga.engine.tuples import TupleKey, User
 from tessera.fga.engine.typesystem import (
     Computed,
@@ -174,6 +174,32 @@ class Resolution:
         return cond.evaluate(key.condition_context, self.context)
 
 
+def _direct_shape(
+    ts: TypeSystem, otype: str, relation: str, user: User
+) -> tuple[str | None, bool, tuple[tuple[str, str], ...], frozenset[str]]:
+    """What Check's step on the direct tuples of ``otype#relation`` looks for, for users of this kind: the
+    wildcard's name (or None), whether the user's own name, and the userset kinds that may hold the user
+    (as pairs, and as ``type#relation`` strings).
+    Kept per model (``ts.cache``), keyed by the user's type, relation and whether it is a wildcard."""
+    by_wildcard: str | None = None
+    by_user = False
+    for ref in ts.types[otype][relation].directly_related:
+        if ref.type != user.type:
+            continue
+        if user.relation is None:
+            if ref.wildcard:
+                by_wildcard = f"{user.type}:*"
+            elif ref.relation is None and not user.wildcard:
+                by_user = True
+        elif ref.relation == user.relation:
+            by_user = True
+    refs = tuple(r for r in ts.types[otype][relation].userset_refs if ts.may_contain(r[0], r[1], user))
+    shape = (by_wildcard, by_user, refs, frozenset(f"{t}#{r}" for t, r in refs))
+    key = (otype, relation, user.type, user.relation, user.wildcard)
+    ts.cache.setdefault("direct_shapes", {})[key] = shape
+    return shape
+
+
 class CheckResolver(Protocol):
     async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool: ...
 
@@ -278,28 +304,40 @@ class LocalChecker:
         neg: bool = False,
     ) -> int:
         ts, user = res.ts, res.user
-        rel = ts.types[otype][relation]
         error: FGAError | None = None
         # 1. Tuples naming the user or the type's wildcard: a point read.
+        shapes = ts.cache.setdefault("direct_shapes", {})
+        shape = shapes.get((otype, relation, user.type, user.relation, user.wildcard))
+        if shape is None:
+            shape = _direct_shape(ts, otype, relation, user)
+        by_wildcard, by_user, refs, kinds = shape
         names: list[str] = []
-        for ref in rel.directly_related:
-            if ref.type != user.type:
-                continue
-            if user.relation is None:
-                if ref.wildcard:
-                    names.append(f"{user.type}:*")
-                elif ref.relation is None and not user.wildcard:
-                    names.append(str(user))
-            elif ref.relation == user.relation:
-                names.append(str(user))
-        refs = tuple(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
+        if by_wildcard:
+            names.append(by_wildcard)
+        if by_user:
+            names.append(str(user))
         budget = res.max_depth - depth - 2
-        # For an object read relation by relation, the userset tuples step 2 can act on, when the user's
-        # sets of every kind here are already known, are those naming one of them: they come in the same
-        # read as the direct ones (index probes), instead of a second read of every userset of the kinds.
-        sets = self._known_sets(res, otype, oid, relation, refs, neg)
         usersets: list[TupleKey] = []
-        if names or sets:
+        # A prefetched object: its tuples on the relation are at hand, one pass sorts them.
+        rows = await res.reader.prefetched(otype, oid, relation) if names or refs else None
+        if rows is not None:
+            sets: list[str] | None = []  # the usersets come from the same rows
+            for k in rows:
+                if k.user in names:
+                    try:
+                        if res.condition_holds(k):
+                            return TRUE
+                    except FGAError as exc:
+                        error = exc
+                elif kinds and "#" in k.user and user_kind(k.user) in kinds:
+                    usersets.append(k)
+        else:
+            # For an object read relation by relation, the userset tuples step 2 can act on, when the
+            # user's sets of every kind here are already known, are those naming one of them: they come in
+            # the same read as the direct ones (index probes), instead of a second read of every userset
+            # of the kinds.
+            sets = self._known_sets(res, otype, oid, relation, refs, neg)
+        if rows is None and (names or sets):
             asked = tuple(dict.fromkeys(names))
             for k in await res.reader.direct(otype, oid, relation, asked + tuple(sets or ())):
                 if sets and k.user not in asked:

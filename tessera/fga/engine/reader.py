@@ -99,7 +99,7 @@ class RequestReader:
 
     def allowed(self, object_type: str, key: TupleKey) -> bool:
         """Tuples the current model's type restrictions reject are ignored (OpenFGA semantics)."""
-        ck = (object_type, key.relation, _user_kind(key.user), key.condition_name)
+        ck = (object_type, key.relation, user_kind(key.user), key.condition_name)
         hit = self._allowed.get(ck)
         if hit is None:
             hit = self._allowed[ck] = self.ts.allows_key(key)
@@ -177,7 +177,7 @@ class RequestReader:
         for oid, relation, user, cname, cctx in rows:
             if oid not in wanted:
                 continue
-            # _user_kind, inlined: this loop runs for every row of a layer.
+            # user_kind, inlined: this loop runs for every row of a layer.
             hash_at = user.find("#")
             if hash_at >= 0:
                 kind = user[: user.index(":")] + user[hash_at:]
@@ -243,6 +243,17 @@ class RequestReader:
         assert pending.future is not None
         await asyncio.shield(pending.future)
         return cache[oid]
+
+    async def prefetched(self, otype: str, oid: str, relation: str) -> list[TupleKey] | None:
+        """The object's admitted tuples on ``relation`` (contextual ones merged) when Check reads it whole
+        (see :meth:`_object`): one read for every relation of it; None when it is read relation by
+        relation instead."""
+        if self.batching or not self.object_prefetch or not self._prefetches(otype, relation):
+            return None
+        by_rel = await self._object(otype, oid)
+        if by_rel is None or not self._prefetches(otype, relation):
+            return None
+        return by_rel.get(relation, [])
 
     def has_contextual(self, otype: str, relation: str) -> bool:
         """Whether contextual tuples touch ``otype:*#relation`` (store-wide indexes then do not apply)."""
@@ -391,7 +402,7 @@ class RequestReader:
         return out
 
 
-def _user_kind(user: str) -> str:
+def user_kind(user: str) -> str:
     """``group#member`` for usersets, ``user:*`` for wildcards, ``user`` for objects."""
     t, _, rest = user.partition(":")
     if rest == "*":
@@ -406,5 +417,5 @@ def _narrow(rows: Sequence[TupleKey], ck: tuple[Any, ...]) -> list[TupleKey]:
         return [k for k in rows if k.user in extra]
     if kind == _USERSETS:
         wanted = {f"{t}#{r}" for t, r in extra}
-        return [k for k in rows if "#" in k.user and _user_kind(k.user) in wanted]
+        return [k for k in rows if "#" in k.user and user_kind(k.user) in wanted]
     return list(rows)
