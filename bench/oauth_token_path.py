@@ -44,8 +44,8 @@ async def measure(requests: int, folder: Path) -> dict[str, float]:
     try:
         store = services.oauth.api_store
         async with services.db.transaction() as conn:
-            await store.insert(store.build(API, scopes=["read"]), conn=conn)
-        made = services.oauth.client_store.build(client_name="bench", grant_types=["client_credentials"])
+            await store.insert(services.oauth.build_api(API, scopes=["read"]), conn=conn)
+        made = services.oauth.build_client(client_name="bench", grant_types=["client_credentials"])
         async with services.db.transaction() as conn:
             await services.oauth.client_store.insert(made.client, conn=conn)
         basic = "Basic " + base64.b64encode(f"{made.client.client_id}:{made.client_secret}".encode()).decode()

@@ -39,9 +39,9 @@ def management_api_identifier(issuer: str) -> str:
 
 
 async def create_client(services: Services, *, source: str, **metadata: Any) -> NewClient:
-    """Validate, store and audit a new client. ``metadata`` are ``ClientStore.build`` arguments."""
+    """Validate, store and audit a new client. ``metadata`` are ``clients.build_client`` arguments."""
     store = services.oauth.client_store
-    made = store.build(source=source, **metadata)
+    made = services.oauth.build_client(source=source, **metadata)
     async with services.db.transaction() as conn:
         await store.insert(made.client, conn=conn)
         await services.audit.record(
@@ -66,7 +66,7 @@ async def create_api(
     services: Services, identifier: str, *, scopes: dict[str, str] | list[str], name: str | None = None
 ) -> Api:
     store = services.oauth.api_store
-    api = store.build(identifier, scopes=scopes, name=name)
+    api = services.oauth.build_api(identifier, scopes=scopes, name=name)
     async with services.db.transaction() as conn:
         await store.insert(api, conn=conn)
     services.oauth.apis.forget()

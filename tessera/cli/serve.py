@@ -238,7 +238,7 @@ async def _ensure_demo_client(
     from tessera.core.ids import sha256_hex
 
     store = services.oauth.client_store
-    made = store.build(client_id=client_id, source="dev", **metadata)
+    made = services.oauth.build_client(client_id=client_id, source="dev", **metadata)
     wanted = replace(made.client, client_secret_hash=sha256_hex(secret) if secret else None)
     existing = await store.get(client_id)
     async with services.db.transaction() as conn:

@@ -34,7 +34,7 @@ from tessera.core.clock import Clock
 from tessera.core.errors import InvalidClient, InvalidRequest
 from tessera.oauth.clients import Client, ClientCache
 from tessera.oauth.params import Params
-from tessera.oauth.storage import JtiStore
+from tessera.oauth.stores import JtiStore
 
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Asymmetric algorithms only: no "none", and no HMAC (client_secret_jwt is not offered).

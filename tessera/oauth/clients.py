@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tessera.core.clock import Clock
 from tessera.core.errors import Conflict, NotFound, ValidationFailed
 from tessera.core.ids import constant_time_equal, new_id, new_secret, sha256_hex
+from tessera.oauth import stores
 from tessera.storage.database import Database
 from tessera.storage.schema import UTCDateTime, metadata
 
@@ -173,8 +174,79 @@ class NewClient:
     client_secret: str | None
 
 
-class ClientStore:
-    """SQL storage of clients. Writes take a connection so callers can add audit events atomically."""
+def build_client(
+    now: datetime,
+    *,
+    client_name: str,
+    redirect_uris: list[str] | tuple[str, ...] = (),
+    grant_types: list[str] | tuple[str, ...] | None = None,
+    is_public: bool = False,
+    scope: str | None = None,
+    token_endpoint_auth_method: str | None = None,
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    first_party: bool = False,
+    metadata: dict[str, Any] | None = None,
+    source: str = "cli",
+    client_id: str | None = None,
+) -> NewClient:
+    """Validate metadata and make a client (and its secret); nothing is stored yet."""
+    name = client_name.strip()
+    if not name or len(name) > 512:
+        raise ValidationFailed("client_name must be 1 to 512 characters")
+    if grant_types is None:
+        grant_types = (
+            ["authorization_code", "refresh_token"]
+            if (redirect_uris or is_public)
+            else ["client_credentials"]
+        )
+    unknown = [g for g in grant_types if g not in GRANT_TYPES and ":" not in g]
+    if unknown:
+        raise ValidationFailed(f"unknown grant types: {', '.join(unknown)}")
+    if is_public and "client_credentials" in grant_types:
+        raise ValidationFailed("a public client cannot use client_credentials (RFC 6749 4.4)")
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise ValidationFailed("authorization_code needs at least one redirect URI")
+    for uri in redirect_uris:
+        _validate_redirect_uri(uri, is_public=is_public)
+    method = token_endpoint_auth_method or (
+        "none" if is_public else ("private_key_jwt" if (jwks or jwks_uri) else "client_secret_basic")
+    )
+    if method not in AUTH_METHODS:
+        raise ValidationFailed(f"unknown token_endpoint_auth_method {method!r}")
+    if is_public != (method == "none"):
+        raise ValidationFailed("public clients use 'none'; confidential clients must authenticate")
+    if method == "private_key_jwt" and not (jwks or jwks_uri):
+        raise ValidationFailed("private_key_jwt needs jwks or jwks_uri")
+    if jwks is not None and not isinstance(jwks.get("keys"), list):
+        raise ValidationFailed("jwks must be a JWK Set ({'keys': [...]})")
+    if jwks_uri is not None and not jwks_uri.startswith("https://") and _loopback_parts(jwks_uri) is None:
+        raise ValidationFailed("jwks_uri must be https")
+    secret = new_secret(32) if method in ("client_secret_basic", "client_secret_post") else None
+    client = Client(
+        client_id=client_id or new_id().lower(),
+        client_name=name,
+        is_public=is_public,
+        token_endpoint_auth_method=method,
+        redirect_uris=tuple(redirect_uris),
+        grant_types=tuple(grant_types),
+        response_types=("code",) if "authorization_code" in grant_types else (),
+        scope=" ".join(scope.split()) if scope else None,
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+        first_party=first_party,
+        metadata=dict(metadata or {}),
+        source=source,
+        client_secret_hash=sha256_hex(secret) if secret else None,
+        created_at=now,
+        updated_at=now,
+    )
+    return NewClient(client, secret)
+
+
+class SqlClientStore:
+    """``stores.ClientStore`` over the database. Writes take a connection so callers can add audit events
+    atomically."""
 
     def __init__(self, db: Database, clock: Clock):
         self._db = db
@@ -182,76 +254,6 @@ class ClientStore:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)
-
-    def build(
-        self,
-        *,
-        client_name: str,
-        redirect_uris: list[str] | tuple[str, ...] = (),
-        grant_types: list[str] | tuple[str, ...] | None = None,
-        is_public: bool = False,
-        scope: str | None = None,
-        token_endpoint_auth_method: str | None = None,
-        jwks: dict[str, Any] | None = None,
-        jwks_uri: str | None = None,
-        first_party: bool = False,
-        metadata: dict[str, Any] | None = None,
-        source: str = "cli",
-        client_id: str | None = None,
-    ) -> NewClient:
-        """Validate metadata and make a client (and its secret); nothing is stored yet."""
-        name = client_name.strip()
-        if not name or len(name) > 512:
-            raise ValidationFailed("client_name must be 1 to 512 characters")
-        if grant_types is None:
-            grant_types = (
-                ["authorization_code", "refresh_token"]
-                if (redirect_uris or is_public)
-                else ["client_credentials"]
-            )
-        unknown = [g for g in grant_types if g not in GRANT_TYPES and ":" not in g]
-        if unknown:
-            raise ValidationFailed(f"unknown grant types: {', '.join(unknown)}")
-        if is_public and "client_credentials" in grant_types:
-            raise ValidationFailed("a public client cannot use client_credentials (RFC 6749 4.4)")
-        if "authorization_code" in grant_types and not redirect_uris:
-            raise ValidationFailed("authorization_code needs at least one redirect URI")
-        for uri in redirect_uris:
-            _validate_redirect_uri(uri, is_public=is_public)
-        method = token_endpoint_auth_method or (
-            "none" if is_public else ("private_key_jwt" if (jwks or jwks_uri) else "client_secret_basic")
-        )
-        if method not in AUTH_METHODS:
-            raise ValidationFailed(f"unknown token_endpoint_auth_method {method!r}")
-        if is_public != (method == "none"):
-            raise ValidationFailed("public clients use 'none'; confidential clients must authenticate")
-        if method == "private_key_jwt" and not (jwks or jwks_uri):
-            raise ValidationFailed("private_key_jwt needs jwks or jwks_uri")
-        if jwks is not None and not isinstance(jwks.get("keys"), list):
-            raise ValidationFailed("jwks must be a JWK Set ({'keys': [...]})")
-        if jwks_uri is not None and not jwks_uri.startswith("https://") and _loopback_parts(jwks_uri) is None:
-            raise ValidationFailed("jwks_uri must be https")
-        secret = new_secret(32) if method in ("client_secret_basic", "client_secret_post") else None
-        now = self._now()
-        client = Client(
-            client_id=client_id or new_id().lower(),
-            client_name=name,
-            is_public=is_public,
-            token_endpoint_auth_method=method,
-            redirect_uris=tuple(redirect_uris),
-            grant_types=tuple(grant_types),
-            response_types=("code",) if "authorization_code" in grant_types else (),
-            scope=" ".join(scope.split()) if scope else None,
-            jwks=jwks,
-            jwks_uri=jwks_uri,
-            first_party=first_party,
-            metadata=dict(metadata or {}),
-            source=source,
-            client_secret_hash=sha256_hex(secret) if secret else None,
-            created_at=now,
-            updated_at=now,
-        )
-        return NewClient(client, secret)
 
     @staticmethod
     def _row(client: Client) -> dict[str, Any]:
@@ -334,7 +336,7 @@ class ClientCache:
 
     def __init__(
         self,
-        store: ClientStore,
+        store: stores.ClientStore,
         ttl: float,
         max_entries: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,

@@ -134,7 +134,7 @@ def _string_list(value: Any, field: str, *, limit: int = MAX_URIS) -> list[str]:
 
 @dataclass(frozen=True)
 class ClientRequest:
-    """Validated registration metadata, ready for ``ClientStore.build``."""
+    """Validated registration metadata, ready for ``clients.build_client``."""
 
     client_name: str
     redirect_uris: list[str]
@@ -366,7 +366,7 @@ class Registrar:
 
     def _build(self, request: ClientRequest, *, source: str, client_id: str | None = None) -> Any:
         try:
-            return self._server.client_store.build(
+            return self._server.build_client(
                 client_name=request.client_name,
                 redirect_uris=request.redirect_uris,
                 grant_types=request.grant_types,

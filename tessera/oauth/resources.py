@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,9 +19,9 @@ from sqlalchemy import JSON, Column, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tessera.core.clock import Clock
 from tessera.core.errors import Conflict, ValidationFailed
 from tessera.core.ids import new_id
+from tessera.oauth import stores
 from tessera.storage.database import Database
 from tessera.storage.schema import UTCDateTime, metadata
 
@@ -80,22 +80,29 @@ def _parse_scopes(scopes: list[str] | dict[str, str]) -> dict[str, str]:
     return parsed
 
 
-class ApiStore:
-    def __init__(self, db: Database, clock: Clock):
-        self._db = db
-        self._clock = clock
+def build_api(
+    identifier: str,
+    *,
+    now: datetime,
+    scopes: list[str] | dict[str, str] | None = None,
+    name: str | None = None,
+) -> Api:
+    """Validate an API's identifier and scopes and make it; nothing is stored yet."""
+    _validate_identifier(identifier)
+    return Api(
+        id=new_id(),
+        identifier=identifier,
+        name=(name or identifier)[:512],
+        scopes=_parse_scopes(scopes or []),
+        created_at=now,
+    )
 
-    def build(
-        self, identifier: str, *, scopes: list[str] | dict[str, str] | None = None, name: str | None = None
-    ) -> Api:
-        _validate_identifier(identifier)
-        return Api(
-            id=new_id(),
-            identifier=identifier,
-            name=(name or identifier)[:512],
-            scopes=_parse_scopes(scopes or []),
-            created_at=datetime.fromtimestamp(self._clock.now(), UTC),
-        )
+
+class SqlApiStore:
+    """``stores.ApiStore`` over the database."""
+
+    def __init__(self, db: Database):
+        self._db = db
 
     async def insert(self, api: Api, *, conn: AsyncConnection) -> None:
         found = await conn.execute(select(oauth_apis.c.id).where(oauth_apis.c.identifier == api.identifier))
@@ -133,7 +140,7 @@ class ApiStore:
 class ApiRegistry:
     """All APIs, cached in process for ``ttl`` seconds (there are few; one query loads them all)."""
 
-    def __init__(self, store: ApiStore, ttl: float, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, store: stores.ApiStore, ttl: float, monotonic: Callable[[], float] = time.monotonic):
         self._store = store
         self._monotonic = monotonic
         self._ttl = ttl

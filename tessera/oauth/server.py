@@ -17,11 +17,20 @@ from tessera.audit.log import AuditEvent, EventType
 from tessera.core.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from tessera.core.ratelimit import RateDecision, RateLimited
 from tessera.oauth.client_auth import AuthenticatedClient, ClientAuthenticator
-from tessera.oauth.clients import ClientCache, ClientStore
+from tessera.oauth.clients import ClientCache, NewClient, SqlClientStore, build_client
 from tessera.oauth.grants import GrantRegistry, TokenRequest
 from tessera.oauth.params import Params
-from tessera.oauth.resources import ApiRegistry, ApiStore
+from tessera.oauth.resources import Api, ApiRegistry, SqlApiStore, build_api
 from tessera.oauth.storage import (
+    SqlCodeStore,
+    SqlConsentStore,
+    SqlJtiStore,
+    SqlRefreshTokenStore,
+    SqlRevocationStore,
+)
+from tessera.oauth.stores import (
+    ApiStore,
+    ClientStore,
     CodeStore,
     ConsentStore,
     JtiStore,
@@ -53,15 +62,16 @@ class OAuthServer:
         self.db = services.db
         self.issuer = services.settings.issuer
         self.token_endpoint = f"{self.issuer}/oauth/token"
-        self.client_store = ClientStore(self.db, self.clock)
+        # The stores, typed by their protocols (stores.py): everything below depends on those only.
+        self.client_store: ClientStore = SqlClientStore(self.db, self.clock)
         self.clients = ClientCache(self.client_store, services.settings.cache_ttl)
-        self.api_store = ApiStore(self.db, self.clock)
+        self.api_store: ApiStore = SqlApiStore(self.db)
         self.apis = ApiRegistry(self.api_store, services.settings.cache_ttl)
-        self.codes = CodeStore()
-        self.refresh_tokens = RefreshTokenStore()
-        self.revocations = RevocationStore(self.db)
-        self.consents = ConsentStore()
-        self.jtis = JtiStore(self.db)
+        self.codes: CodeStore = SqlCodeStore()
+        self.refresh_tokens: RefreshTokenStore = SqlRefreshTokenStore()
+        self.revocations: RevocationStore = SqlRevocationStore(self.db)
+        self.consents: ConsentStore = SqlConsentStore()
+        self.jtis: JtiStore = SqlJtiStore(self.db)
         self.tokens = TokenIssuer(services.keys, self.revocations, self.clock, services.settings)
         self.http = httpx.AsyncClient(headers={"User-Agent": "tessera"})
         self.authenticator = ClientAuthenticator(
@@ -100,6 +110,17 @@ class OAuthServer:
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.now(), UTC)
+
+    def build_client(self, **metadata: Any) -> NewClient:
+        """Validate client metadata and make a client and its secret (``clients.build_client``); nothing is
+        stored yet."""
+        return build_client(self.now(), **metadata)
+
+    def build_api(
+        self, identifier: str, *, scopes: list[str] | dict[str, str] | None = None, name: str | None = None
+    ) -> Api:
+        """Validate and make an API (``resources.build_api``); nothing is stored yet."""
+        return build_api(identifier, now=self.now(), scopes=scopes, name=name)
 
     @property
     def max_access_token_ttl(self) -> int:

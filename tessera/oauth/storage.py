@@ -151,7 +151,7 @@ def _values(record: Any) -> dict[str, Any]:
     return dict(record.__dict__)
 
 
-class CodeStore:
+class SqlCodeStore:
     async def insert(self, record: CodeRecord, *, conn: AsyncConnection) -> None:
         await conn.execute(insert(oauth_codes).values(**_values(record)))
 
@@ -176,7 +176,7 @@ class CodeStore:
         await conn.execute(delete(oauth_codes).where(oauth_codes.c.expires_at < before))
 
 
-class RefreshTokenStore:
+class SqlRefreshTokenStore:
     async def insert(self, record: RefreshRecord, *, conn: AsyncConnection) -> None:
         await conn.execute(insert(oauth_refresh_tokens).values(**_values(record)))
 
@@ -216,7 +216,7 @@ class RefreshTokenStore:
         return int(result.rowcount or 0)
 
 
-class RevocationStore:
+class SqlRevocationStore:
     """Revoked grants and jtis. Reads go straight to the database: a revocation must be seen at once."""
 
     def __init__(self, db: Database):
@@ -244,7 +244,7 @@ class RevocationStore:
         await conn.execute(delete(oauth_revocations).where(oauth_revocations.c.expires_at < before))
 
 
-class JtiStore:
+class SqlJtiStore:
     """Single-use jtis, shared by every process through a primary key (RFC 7523 3 item 7)."""
 
     def __init__(self, db: Database):
@@ -281,7 +281,7 @@ class Consent:
     resources: frozenset[str]
 
 
-class ConsentStore:
+class SqlConsentStore:
     async def get(self, user_id: str, client_id: str, *, conn: AsyncConnection) -> Consent | None:
         row = (
             (
@@ -342,11 +342,11 @@ class ConsentStore:
 
 __all__ = [
     "CodeRecord",
-    "CodeStore",
     "Consent",
-    "ConsentStore",
-    "JtiStore",
     "RefreshRecord",
-    "RefreshTokenStore",
-    "RevocationStore",
+    "SqlCodeStore",
+    "SqlConsentStore",
+    "SqlJtiStore",
+    "SqlRefreshTokenStore",
+    "SqlRevocationStore",
 ]

@@ -20,7 +20,7 @@ from tessera.core.errors import InvalidToken
 from tessera.core.ids import new_secret, new_token_id, sha256_hex
 from tessera.keys.keyring import KeyError_, KeyRing, half_hash
 from tessera.oauth.scopes import SCOPE_CLAIMS
-from tessera.oauth.storage import RevocationStore
+from tessera.oauth.stores import RevocationStore
 from tessera.settings import Settings
 
 ACCESS_TOKEN_TYP = "at+jwt"

@@ -47,14 +47,14 @@ class Env:
 
     async def register_client(self, name: str = "Demo app", **kwargs: Any) -> tuple[Any, str | None]:
         store = self.services.oauth.client_store
-        made = store.build(client_name=name, **kwargs)
+        made = self.services.oauth.build_client(client_name=name, **kwargs)
         async with self.services.db.transaction() as conn:
             await store.insert(made.client, conn=conn)
         return made.client, made.client_secret
 
     async def register_api(self, identifier: str, scopes: dict[str, str]) -> Any:
         store = self.services.oauth.api_store
-        api = store.build(identifier, scopes=scopes, name="Calendar API")
+        api = self.services.oauth.build_api(identifier, scopes=scopes, name="Calendar API")
         async with self.services.db.transaction() as conn:
             await store.insert(api, conn=conn)
         self.services.oauth.apis.forget()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from tessera.audit.log import AuditEvent, EventType
 from tessera.cli.main import app as cli
 from tessera.core.clock import FrozenClock
 from tessera.oauth.audit_buffer import AuditBuffer
-from tessera.oauth.clients import ClientCache, ClientStore
+from tessera.oauth.clients import ClientCache, SqlClientStore, build_client
 from tessera.services import Services
 from tessera.storage.database import Database
 from tests.oauth.support import ISSUER, environment, make_settings
@@ -152,9 +153,9 @@ async def test_audit_buffer_batches_and_flushes_on_close(tmp_path: Path) -> None
 
 async def test_client_cache_sees_other_processes_within_its_ttl(database: Database) -> None:
     clock = FrozenClock(at=0)
-    store = ClientStore(database, clock)
+    store = SqlClientStore(database, clock)
     cache = ClientCache(store, ttl=5, monotonic=clock.now)
-    made = store.build(client_name="Later")
+    made = build_client(datetime.fromtimestamp(clock.now(), UTC), client_name="Later")
     assert await cache.get(made.client.client_id) is None
     async with database.transaction() as conn:  # another process registers it
         await store.insert(made.client, conn=conn)

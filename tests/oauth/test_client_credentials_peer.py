@@ -31,10 +31,10 @@ async def _register(settings: Any, **client_kwargs: Any) -> tuple[str, str | Non
     try:
         await upgrade(services.db)
         if await services.oauth.api_store.get(API) is None:
-            api = services.oauth.api_store.build(API, scopes={"stock:read": "", "stock:write": ""})
+            api = services.oauth.build_api(API, scopes={"stock:read": "", "stock:write": ""})
             async with services.db.transaction() as conn:
                 await services.oauth.api_store.insert(api, conn=conn)
-        made = services.oauth.client_store.build(client_name="Inventory agent", **client_kwargs)
+        made = services.oauth.build_client(client_name="Inventory agent", **client_kwargs)
         async with services.db.transaction() as conn:
             await services.oauth.client_store.insert(made.client, conn=conn)
         return made.client.client_id, made.client_secret

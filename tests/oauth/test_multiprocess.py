@@ -87,12 +87,12 @@ async def _seed(database_url: str, tmp_path: Path, issuer: str) -> dict[str, Any
     try:
         await upgrade(services.db)
         user = await services.users.create("grace@example.com", "correct horse battery staple", name="Grace")
-        api = services.oauth.api_store.build(API, scopes={"ledger:read": "Read the ledger"})
-        web = services.oauth.client_store.build(
+        api = services.oauth.build_api(API, scopes={"ledger:read": "Read the ledger"})
+        web = services.oauth.build_client(
             client_name="Ledger app", redirect_uris=[REDIRECT], scope="openid offline_access ledger:read"
         )
         key = ECKey.generate_key("P-256", parameters={"kid": "m1"})
-        signer = services.oauth.client_store.build(
+        signer = services.oauth.build_client(
             client_name="Ledger agent",
             grant_types=["client_credentials"],
             jwks={"keys": [key.as_dict(private=False)]},

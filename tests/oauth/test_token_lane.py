@@ -30,8 +30,8 @@ def seed(tmp_path: Path) -> tuple[str, str]:
             await upgrade(services.db)
             oauth = services.oauth
             async with services.db.transaction() as conn:
-                await oauth.api_store.insert(oauth.api_store.build(API, scopes={"read": "Read"}), conn=conn)
-                made = oauth.client_store.build(
+                await oauth.api_store.insert(oauth.build_api(API, scopes={"read": "Read"}), conn=conn)
+                made = oauth.build_client(
                     client_name="lane", grant_types=["client_credentials"], scope="read"
                 )
                 await oauth.client_store.insert(made.client, conn=conn)

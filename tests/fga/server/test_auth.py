@@ -143,11 +143,9 @@ async def test_the_api_is_registered_once_with_its_scopes(
     secured: tuple[httpx.AsyncClient, Services],
 ) -> None:
     _, services = secured
-    from tessera.oauth.resources import ApiStore
-
     assert await register_api(services) is True
     assert await register_api(services) is False
-    api = await ApiStore(services.db, services.clock).get(api_identifier(ISSUER))
+    api = await services.oauth.api_store.get(api_identifier(ISSUER))
     assert api is not None
     assert set(api.scopes) == {"fga:read", "fga:write", "fga:admin"}
 

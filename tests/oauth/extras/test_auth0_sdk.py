@@ -65,21 +65,21 @@ async def tessera_over_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     await upgrade(seed.db)
     await seed.users.create(EMAIL, PASSWORD, name="Grace", email_verified=True)
     oauth = seed.oauth
-    api = oauth.api_store.build(API, scopes={"orders:read": "Read orders"}, name="Orders")
+    api = oauth.build_api(API, scopes={"orders:read": "Read orders"}, name="Orders")
     private_key = ec.generate_private_key(ec.SECP256R1())
     private_pem = private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     public_jwk = ECKey.import_key(private_pem).as_dict(private=False)
     made = {
-        "machine": oauth.client_store.build(client_name="Billing job", grant_types=["client_credentials"]),
-        "keyed": oauth.client_store.build(
+        "machine": oauth.build_client(client_name="Billing job", grant_types=["client_credentials"]),
+        "keyed": oauth.build_client(
             client_name="Keyed job",
             grant_types=["client_credentials"],
             token_endpoint_auth_method="private_key_jwt",
             jwks={"keys": [{**public_jwk, "kid": "job-key", "alg": "ES256", "use": "sig"}]},
         ),
-        "spa": oauth.client_store.build(
+        "spa": oauth.build_client(
             client_name="Orders SPA",
             redirect_uris=[REDIRECT],
             grant_types=["authorization_code", "refresh_token"],

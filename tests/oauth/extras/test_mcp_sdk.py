@@ -191,7 +191,7 @@ async def stack(tmp_path: Path, **settings: Any) -> AsyncIterator[tuple[str, str
     await upgrade(seed.db)
     await seed.users.create(EMAIL, PASSWORD, name="Ada", email_verified=True)
     store = seed.oauth.api_store
-    api = store.build(mcp_url, scopes={SCOPE: "Use the notes tools"}, name="Notes MCP server")
+    api = seed.oauth.build_api(mcp_url, scopes={SCOPE: "Use the notes tools"}, name="Notes MCP server")
     async with seed.db.transaction() as conn:
         await store.insert(api, conn=conn)
     await seed.aclose()
