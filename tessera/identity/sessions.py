@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON,
@@ -22,15 +22,15 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    select,
-    update,
 )
 
 from tessera.core.clock import Clock
 from tessera.core.ids import new_id, new_secret, sha256_hex
-from tessera.identity.users import users
 from tessera.storage.database import Database
 from tessera.storage.schema import UTCDateTime, metadata
+
+if TYPE_CHECKING:
+    from tessera.identity.stores import SessionStore
 
 COOKIE_BYTES = 32  # 256 bits of randomness in every cookie value
 MAX_COOKIE_LENGTH = 128  # token_urlsafe(32) is 43 characters; anything much longer is not ours
@@ -75,24 +75,15 @@ def _truncate(value: str | None, limit: int) -> str | None:
     return value if value is None or len(value) <= limit else value[:limit]
 
 
-def _row_to_session(row: Any) -> LoginSession:
-    return LoginSession(
-        id=row.id,
-        user_id=row.user_id,
-        auth_time=row.auth_time,
-        amr=list(row.amr or []),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        ip=row.ip,
-        user_agent=row.user_agent,
-    )
-
-
 class SessionService:
-    """``services.sessions``."""
+    """``services.sessions``: cookies and lifetimes over a ``stores.SessionStore``."""
 
-    def __init__(self, db: Database, clock: Clock, *, ttl_seconds: int):
-        self._db = db
+    def __init__(self, db: Database, clock: Clock, *, ttl_seconds: int, store: SessionStore | None = None):
+        if store is None:
+            from tessera.identity.sql import SqlSessionStore  # sql.py imports this module's table
+
+            store = SqlSessionStore(db)
+        self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_seconds)
 
@@ -115,83 +106,30 @@ class SessionService:
             ip=_truncate(ip, 64),
             user_agent=_truncate(user_agent, 1024),
         )
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                login_sessions.insert().values(
-                    id=session.id,
-                    user_id=session.user_id,
-                    cookie_hash=sha256_hex(cookie),
-                    auth_time=session.auth_time,
-                    amr=session.amr,
-                    created_at=session.created_at,
-                    expires_at=session.expires_at,
-                    ip=session.ip,
-                    user_agent=session.user_agent,
-                )
-            )
+        await self._store.insert(session, sha256_hex(cookie))
         return session, cookie
-
-    def _live(self) -> Any:
-        """Rows of sessions that are neither ended nor expired, whose user is enabled."""
-        return (
-            select(login_sessions)
-            .join(users, users.c.id == login_sessions.c.user_id)
-            .where(
-                login_sessions.c.ended_at.is_(None),
-                login_sessions.c.expires_at > self._now(),
-                users.c.disabled.is_(False),
-            )
-        )
 
     async def get_by_cookie(self, value: str | None) -> LoginSession | None:
         if not value or len(value) > MAX_COOKIE_LENGTH:
             return None
-        stmt = self._live().where(login_sessions.c.cookie_hash == sha256_hex(value))
-        async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
-        return _row_to_session(row) if row is not None else None
+        return await self._store.live_by_cookie_hash(sha256_hex(value), self._now())
 
     async def get(self, session_id: str) -> LoginSession | None:
         """A live session by id (expired or ended: None)."""
-        stmt = self._live().where(login_sessions.c.id == session_id)
-        async with self._db.read() as conn:
-            row = (await conn.execute(stmt)).first()
-        return _row_to_session(row) if row is not None else None
+        return await self._store.live(session_id, self._now())
 
     async def end(self, session_id: str, reason: str) -> bool:
         """End one session; True when it was live. Ending twice is harmless (the first reason stays)."""
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(login_sessions)
-                .where(login_sessions.c.id == session_id, login_sessions.c.ended_at.is_(None))
-                .values(ended_at=self._now(), end_reason=reason[:64])
-            )
-        return bool(result.rowcount)
+        return await self._store.end(session_id, reason, self._now())
 
     async def end_all_for_user(self, user_id: str, reason: str = "ended_by_admin") -> int:
         """End every session of a user (password change, account takeover); returns how many ended."""
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(login_sessions)
-                .where(login_sessions.c.user_id == user_id, login_sessions.c.ended_at.is_(None))
-                .values(ended_at=self._now(), end_reason=reason[:64])
-            )
-        return int(result.rowcount or 0)
+        return await self._store.end_all_for_user(user_id, reason, self._now())
 
     async def list_for_user(self, user_id: str) -> list[LoginSession]:
         """The user's live sessions, newest first."""
-        stmt = self._live().where(login_sessions.c.user_id == user_id).order_by(login_sessions.c.id.desc())
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_row_to_session(row) for row in rows]
+        return await self._store.live_for_user(user_id, self._now())
 
     async def prune(self, *, older_than_days: int = 30) -> int:
         """Delete sessions that ended or expired more than ``older_than_days`` ago; returns how many."""
-        cutoff = self._now() - timedelta(days=older_than_days)
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                login_sessions.delete().where(
-                    (login_sessions.c.expires_at < cutoff) | (login_sessions.c.ended_at < cutoff)
-                )
-            )
-        return int(result.rowcount or 0)
+        return await self._store.prune(self._now() - timedelta(days=older_than_days))

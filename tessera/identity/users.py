@@ -14,17 +14,19 @@ import asyncio
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Boolean, Column, PrimaryKeyConstraint, String, Table, UniqueConstraint, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Boolean, Column, PrimaryKeyConstraint, String, Table, UniqueConstraint
 
 from tessera.core.clock import Clock
-from tessera.core.errors import Conflict, NotFound, ValidationFailed
+from tessera.core.errors import NotFound, ValidationFailed
 from tessera.core.ids import new_id, new_secret
 from tessera.storage.database import Database
+
+if TYPE_CHECKING:
+    from tessera.identity.stores import UserStore
 from tessera.storage.schema import UTCDateTime, metadata
 
 # RFC 5321 section 4.5.3.1: a path is at most 256 octets, so an address is at most 254 characters.
@@ -92,22 +94,22 @@ def check_password_policy(password: str) -> None:
         raise ValidationFailed(f"password must be at most {MAX_PASSWORD_LENGTH} characters")
 
 
-def _row_to_user(row: Any) -> User:
-    return User(
-        id=row.id,
-        email=row.email,
-        email_verified=bool(row.email_verified),
-        name=row.name,
-        created_at=row.created_at,
-        disabled=bool(row.disabled),
-    )
-
-
 class UserService:
-    """``services.users``."""
+    """``services.users``: accounts and passwords over a ``stores.UserStore``."""
 
-    def __init__(self, db: Database, clock: Clock, hasher: PasswordHasher | None = None):
-        self._db = db
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        hasher: PasswordHasher | None = None,
+        *,
+        store: UserStore | None = None,
+    ):
+        if store is None:
+            from tessera.identity.sql import SqlUserStore  # sql.py imports this module's table and User
+
+            store = SqlUserStore(db)
+        self._store = store
         self._clock = clock
         self._hasher = hasher or owasp_password_hasher()
         self._dummy_hash: str | None = None
@@ -161,46 +163,22 @@ class UserService:
             created_at=now,
             disabled=False,
         )
-        try:
-            async with self._db.transaction() as conn:
-                await conn.execute(
-                    users.insert().values(
-                        id=user.id,
-                        email=user.email,
-                        email_verified=user.email_verified,
-                        name=user.name,
-                        password_hash=password_hash,
-                        created_at=now,
-                        updated_at=now,
-                        disabled=False,
-                    )
-                )
-        except IntegrityError as exc:
-            raise Conflict(f"a user with email {normalized} already exists") from exc
+        await self._store.insert(user, password_hash, now)
         return user
 
     async def get(self, user_id: str) -> User | None:
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-        return _row_to_user(row) if row is not None else None
+        return await self._store.get(user_id)
 
     async def find_by_email(self, email: str) -> User | None:
         try:
             normalized = normalize_email(email)
         except ValidationFailed:
             return None
-        async with self._db.read() as conn:
-            row = (await conn.execute(select(users).where(users.c.email == normalized))).first()
-        return _row_to_user(row) if row is not None else None
+        return await self._store.find_by_email(normalized)
 
     async def page(self, *, limit: int = 100, after: str | None = None) -> list[User]:
         """Users in creation order (ids are ULIDs); ``after`` is the last id of the previous page."""
-        stmt = select(users).order_by(users.c.id).limit(max(1, min(limit, 1000)))
-        if after is not None:
-            stmt = stmt.where(users.c.id > after)
-        async with self._db.read() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return [_row_to_user(row) for row in rows]
+        return await self._store.page(limit=max(1, min(limit, 1000)), after=after)
 
     async def verify_password(self, email: str, password: str) -> User | None:
         """The user when ``password`` is theirs and the account is enabled, else None.
@@ -211,31 +189,27 @@ class UserService:
         if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
             await self._verify(await self._dummy(), "")
             return None
-        row = None
+        found = None
         try:
             normalized = normalize_email(email)
         except ValidationFailed:
             normalized = None
         if normalized is not None:
-            async with self._db.read() as conn:
-                row = (await conn.execute(select(users).where(users.c.email == normalized))).first()
-        if row is None or row.password_hash is None:
+            found = await self._store.credentials(normalized)
+        user, stored_hash = found if found is not None else (None, None)
+        if user is None or stored_hash is None:
             await self._verify(await self._dummy(), password)
             return None
-        if not await self._verify(row.password_hash, password):
+        if not await self._verify(stored_hash, password):
             return None
-        if row.disabled:
+        if user.disabled:
             return None
-        if self._hasher.check_needs_rehash(row.password_hash):
-            new_hash = await self._hash(password)
-            async with self._db.transaction() as conn:
-                # Only replace the hash we verified: a concurrent password change wins.
-                await conn.execute(
-                    update(users)
-                    .where(users.c.id == row.id, users.c.password_hash == row.password_hash)
-                    .values(password_hash=new_hash, updated_at=self._now())
-                )
-        return _row_to_user(row)
+        if self._hasher.check_needs_rehash(stored_hash):
+            # Only replace the hash we verified: a concurrent password change wins.
+            await self._store.set_password_hash(
+                user.id, await self._hash(password), self._now(), replacing=stored_hash
+            )
+        return user
 
     async def set_password(self, user_id: str, password: str | None) -> None:
         """Set (or, with None, remove) a user's password."""
@@ -243,29 +217,13 @@ class UserService:
         if password is not None:
             check_password_policy(password)
             new_hash = await self._hash(password)
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(password_hash=new_hash, updated_at=self._now())
-            )
-        if result.rowcount == 0:
+        if not await self._store.set_password_hash(user_id, new_hash, self._now()):
             raise NotFound(f"no user {user_id}")
 
     async def set_disabled(self, user_id: str, disabled: bool) -> None:
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(users).where(users.c.id == user_id).values(disabled=disabled, updated_at=self._now())
-            )
-        if result.rowcount == 0:
+        if not await self._store.set_disabled(user_id, disabled, self._now()):
             raise NotFound(f"no user {user_id}")
 
     async def set_email_verified(self, user_id: str, verified: bool = True) -> None:
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(email_verified=verified, updated_at=self._now())
-            )
-        if result.rowcount == 0:
+        if not await self._store.set_email_verified(user_id, verified, self._now()):
             raise NotFound(f"no user {user_id}")

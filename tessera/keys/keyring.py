@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -30,7 +30,7 @@ from tessera.core.clock import Clock
 from tessera.core.errors import TesseraError
 from tessera.core.ids import new_id
 from tessera.core.sealing import Sealer
-from tessera.keys.store import KeyRecord, KeyStore
+from tessera.keys.store import KeyRecord, SqlKeyStore
 from tessera.settings import Settings
 from tessera.storage.database import Database
 
@@ -78,9 +78,28 @@ def half_hash(value: str, alg: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
+class KeyStore(Protocol):
+    """What the key ring needs from storage (``store.SqlKeyStore`` implements it over the database)."""
+
+    async def insert(self, record: KeyRecord, *, conn: AsyncConnection) -> None: ...
+
+    async def retire_active(self, at: datetime, *, conn: AsyncConnection, except_kid: str) -> list[str]:
+        """Retire every active key but ``except_kid``; the kids retired."""
+        ...
+
+    async def published(self, retired_after: datetime) -> list[KeyRecord]:
+        """Active keys and keys retired after ``retired_after`` (their tokens may still be alive), newest
+        first. Read on its own, never from a cache: a rotation in another process must be seen."""
+        ...
+
+    async def active_kids(self, *, conn: AsyncConnection) -> list[str]: ...
+
+
 class KeyRing:
-    def __init__(self, db: Database, sealer: Sealer, clock: Clock, settings: Settings):
-        self._store = KeyStore(db)
+    def __init__(
+        self, db: Database, sealer: Sealer, clock: Clock, settings: Settings, store: KeyStore | None = None
+    ):
+        self._store: KeyStore = store if store is not None else SqlKeyStore(db)
         self._db = db
         self._sealer = sealer
         self._clock = clock

@@ -1,4 +1,4 @@
-"""The ``signing_keys`` table and its store.
+"""The ``signing_keys`` table and ``SqlKeyStore``, the ``keyring.KeyStore`` protocol over the database.
 
 A row is one key pair: the public JWK in clear (it is published), the private key sealed under the master key
 (bound to the row's kid, so a sealed key copied into another row does not open). A key is *active* while
@@ -40,7 +40,7 @@ class KeyRecord:
     retired_at: datetime | None
 
 
-class KeyStore:
+class SqlKeyStore:
     def __init__(self, db: Database):
         self._db = db
 

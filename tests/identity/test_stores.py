@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,10 +12,12 @@ from sqlalchemy import select
 
 from tessera.core.clock import FrozenClock
 from tessera.core.errors import Conflict, ValidationFailed
-from tessera.core.ids import sha256_hex
+from tessera.core.ids import new_id, sha256_hex
 from tessera.core.ratelimit import DatabaseBackend, RateLimiter, RedisBackend, rate_limit_counters
-from tessera.identity.sessions import SessionService, login_sessions
-from tessera.identity.users import UserService, users
+from tessera.identity.sessions import LoginSession, SessionService, login_sessions
+from tessera.identity.sql import SqlSessionStore, SqlUserStore
+from tessera.identity.stores import SessionStore, UserStore
+from tessera.identity.users import User, UserService, users
 from tessera.storage.database import Database
 
 # Tests hash with cheap parameters; the OWASP parameters are checked in test_users.py.
@@ -214,3 +217,67 @@ async def test_rate_limiter_in_redis(redis_url: str, clock: FrozenClock) -> None
         assert sum(d.allowed for d in results) == 5
     finally:
         await limiter.aclose()
+
+
+async def test_user_store_keeps_its_protocol(database: Database) -> None:
+    """``SqlUserStore`` against ``stores.UserStore`` directly: what the services rely on a store for."""
+    store: UserStore = SqlUserStore(database)
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    ada = User(
+        id=new_id(), email="ada@example.com", email_verified=False, name="Ada", created_at=at, disabled=False
+    )
+    await store.insert(ada, "hash-1", at)
+    with pytest.raises(Conflict):  # same email, another id: the unique index decides, nothing is written
+        await store.insert(replace(ada, id=new_id()), None, at)
+    assert [u.id for u in await store.page(limit=10, after=None)] == [ada.id]
+    assert await store.credentials("ada@example.com") == (ada, "hash-1")
+    assert await store.credentials("nobody@example.com") is None
+    # A re-hash only replaces the hash it verified.
+    assert not await store.set_password_hash(ada.id, "hash-2", at, replacing="stale")
+    assert await store.credentials("ada@example.com") == (ada, "hash-1")
+    assert await store.set_password_hash(ada.id, "hash-2", at, replacing="hash-1")
+    assert await store.set_password_hash(ada.id, None, at)
+    assert await store.credentials("ada@example.com") == (ada, None)
+    assert await store.set_disabled(ada.id, True, at)
+    assert (await store.get(ada.id)) == replace(ada, disabled=True)
+    assert not await store.set_disabled("missing", True, at)
+    assert not await store.set_email_verified("missing", True, at)
+    bob = User(
+        id=new_id(), email="bob@example.com", email_verified=True, name=None, created_at=at, disabled=False
+    )
+    await store.insert(bob, None, at)
+    assert [u.id for u in await store.page(limit=1, after=ada.id)] == [bob.id]
+    assert await store.find_by_email("bob@example.com") == bob
+
+
+async def test_session_store_keeps_its_protocol(database: Database) -> None:
+    users_store: UserStore = SqlUserStore(database)
+    store: SessionStore = SqlSessionStore(database)
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    user = User(
+        id=new_id(), email="s@example.com", email_verified=True, name=None, created_at=at, disabled=False
+    )
+    await users_store.insert(user, None, at)
+    session = LoginSession(
+        id=new_id(),
+        user_id=user.id,
+        auth_time=at,
+        amr=["pwd"],
+        created_at=at,
+        expires_at=at + timedelta(hours=1),
+        ip="192.0.2.1",
+        user_agent="test",
+    )
+    await store.insert(session, "c" * 64)
+    assert await store.live_by_cookie_hash("c" * 64, at) == session
+    assert await store.live(session.id, at + timedelta(hours=1)) is None  # expired at expires_at
+    assert await store.live_for_user(user.id, at) == [session]
+    await users_store.set_disabled(user.id, True, at)
+    assert await store.live(session.id, at) is None  # a disabled user has no live session
+    await users_store.set_disabled(user.id, False, at)
+    assert await store.end(session.id, "signed_out", at)
+    assert not await store.end(session.id, "again", at)
+    assert await store.live(session.id, at) is None
+    assert await store.end_all_for_user(user.id, "admin", at) == 0
+    assert await store.prune(at) == 0  # ended at ``at``, not before it
+    assert await store.prune(at + timedelta(seconds=1)) == 1
