@@ -1,8 +1,12 @@
-"""Prometheus metrics, in a registry of their own per Services (no global registry)."""
+"""Prometheus metrics, in a registry of their own per Services (no global registry).
+
+Counters of what matters to an operator (tokens, OAuth errors, logins). Per-request latency is left to the
+reverse proxy or to OpenTelemetry (``TESSERA_HTTP_TELEMETRY``), so the token endpoint's hot path does not pay
+for a timer and a histogram on every request."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
 
 
 class Metrics:
@@ -16,7 +20,4 @@ class Metrics:
         )
         self.logins = Counter(
             "tessera_logins", "Login attempts, by outcome", ["outcome"], registry=self.registry
-        )
-        self.request_seconds = Histogram(
-            "tessera_request_seconds", "Request handling time", ["route"], registry=self.registry
         )
