@@ -452,7 +452,7 @@ class RiskEngine:
         if self.store is not None:
             families = [("net", f.net), ("agent", f.agent)]
             if success:
-                families.append(("login", f.net[:3]))
+                families.append(("login", self.world.reputation_path(f)))
             for family, values in families:
                 pending = self._pending[family]
                 pending[""] = pending.get("", 0.0) + 1.0
@@ -560,7 +560,7 @@ class RiskEngine:
         if self.store is not None:
             pending = self._pending["attack"]
             pending[""] = pending.get("", 0.0) + 1.0
-            for path in paths(f.net[:3]):
+            for path in paths(self.world.reputation_path(f)):
                 pending[path] = pending.get(path, 0.0) + 1.0
 
     async def assess_session(self, event: SessionEvent) -> Assessment:

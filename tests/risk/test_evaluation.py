@@ -79,7 +79,7 @@ def test_beats_the_novelty_baseline(replayed_2000: Replayed) -> None:
     tables = "\n" + ours.table() + "\n" + baseline.table()
     assert not worse, "\n".join(map(str, worse)) + tables
     assert not not_better, "\n".join(map(str, not_better)) + tables
-    assert better >= 74, tables  # of 112 cells (76 on this log)
+    assert better >= 75, tables  # of 112 cells (77 on this log)
 
 
 def _never_reauthenticated(replayed: Replayed, scores: list[float], threshold: float, bucket: int) -> int:
@@ -118,7 +118,7 @@ def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Rep
                 never_theirs = _never_reauthenticated(replayed_2000, baseline_scores, t_theirs, bucket)
                 assert never_mine > never_theirs, (attack, level, bucket, never_mine, never_theirs)
                 assert never_mine * 2 <= mine.users[bucket]  # why the median cannot move yet
-    assert len(ties) <= 10, ties  # 10 on this log, all at 1-3 logins (19 before churn and reputation)
+    assert len(ties) <= 9, ties  # 9 on this log, all at 1-3 logins (19 before churn and reputation)
 
 
 FEATURES = ("country", "asn", "block", "ip", "browser", "version", "os", "device")
@@ -230,7 +230,7 @@ def test_global_threshold_variant_is_reported(replayed_2000: Replayed) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 4's literal criterion (a strict win in every cell where the baseline re-authenticates "
-    "anyone) is met from 4 logins of history on, not at 1-3 (10 ties, test above and README). Strict: once "
+    "anyone) is met from 4 logins of history on, not at 1-3 (9 ties, test above and README). Strict: once "
     "those cells are won this passes, and the mark must go.",
 )
 def test_beats_the_baseline_in_every_cell_where_it_reauthenticates(replayed_2000: Replayed) -> None:

@@ -170,3 +170,47 @@ def test_the_labelled_replay_teaches_failed_second_factors_only() -> None:
         scored = asyncio.run(replay(rows, engine, learn=learn))
         assert scored[-1].decision.value == "step_up"
         assert engine.world.attacks.total == confirmed
+
+
+async def test_on_a_network_new_to_the_user_the_round_trip_time_is_the_blocks_legitimate_users() -> None:
+    """The user's own RTT comes from their phone's carrier (60 ms); their first login from a home line takes
+    what the line's other users take (20 ms), a login relayed through a proxy on that line takes longer. On
+    a network the user never used, their RTT elsewhere says nothing; the block's users' does."""
+    engine = RiskEngine(secret=SECRET)
+    at = T0
+
+    def on(user: str, asn: int, ip: str, rtt: float) -> LoginEvent:
+        return LoginEvent(
+            timestamp=at, user_id=user, ip=ip, user_agent=CHROME, country="DE", asn=asn, rtt_ms=rtt
+        )
+
+    for u in range(60):
+        for k in range(3):
+            at += 60
+            await _accept(engine, on(f"home{u}", 3209, f"88.1.{u}.1", 18.0 + k * 2))
+    for k in range(4):
+        at += 3600
+        await _accept(engine, on("p", 6805, f"77.1.9.{k + 1}", 60.0 + k))
+    at += 3600
+    direct = await engine.assess(on("p", 3209, "88.1.250.1", 20.0))
+    relayed = await engine.assess(on("p", 3209, "88.1.250.1", 80.0))
+    assert relayed.score - direct.score > 0.5, (relayed.score, direct.score)
+    assert "new_rtt" not in {r.code for r in direct.reasons}
+    assert any(r.code.endswith("_rtt") for r in relayed.reasons), relayed.reasons
+
+
+async def test_short_histories_are_judged_by_how_often_short_histories_bring_a_new_network() -> None:
+    """Users whose second login comes from their phone's carrier and who then stay on their two networks:
+    a new network is common at the first logins and rare later, and the prior follows the stage."""
+    engine = RiskEngine(secret=SECRET)
+    at = T0
+
+    def on(user: str, asn: int, ip: str) -> LoginEvent:
+        return LoginEvent(timestamp=at, user_id=user, ip=ip, user_agent=CHROME, country="DE", asn=asn)
+
+    for u in range(30):
+        for k in range(24):
+            at += 60
+            await _accept(engine, on(f"u{u}", 6805 if k == 1 or (k % 3 == 0 and k) else 3320, f"84.1.{u}.1"))
+    assert engine.world.history_factor("network", 1) > 3.0
+    assert engine.world.history_factor("network", 20) < 1.0

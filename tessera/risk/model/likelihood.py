@@ -162,6 +162,9 @@ class GlobalStats:
         # a new address is a renumbering, a move, or somebody else.
         self.fresh: dict[str, float] = {}
         self.seen: dict[str, float] = {}
+        # Legitimate users' round-trip times per address block (block > half-octave bin): what a login there
+        # takes when it is not relayed, for a user who never used the network.
+        self.block_rtt = Tree(())
         # With a store, the rates' increments since the last flush, by family (the trees' go through the
         # engine, which sees every attempt; these are counted here, in ``learn``).
         self.unsaved: dict[str, dict[str, float]] | None = None
@@ -180,19 +183,35 @@ class GlobalStats:
             return rate
         return (self.novel_under.get(key, 0.0) + PARENT_PRIOR_WEIGHT * rate) / (trials + PARENT_PRIOR_WEIGHT)
 
+    def history_factor(self, level: str, history: int) -> float:
+        """How much likelier a new value at this level is for users with this much history than for users
+        in general: a second or third login brings a new network (the phone's carrier, work) far more often
+        than the fiftieth does."""
+        at = level + "#" + str(_history_stage(history))
+        rate = (self.novel.get(level, 0.0) + 1.0) / (self.trials.get(level, 0.0) + 4.0)
+        trials = self.trials.get(at, 0.0)
+        return (
+            (self.novel.get(at, 0.0) + HISTORY_PRIOR_WEIGHT * rate) / (trials + HISTORY_PRIOR_WEIGHT) / rate
+        )
+
     def _bump(self, family: str, table: dict[str, float], key: str) -> None:
         table[key] = table.get(key, 0.0) + 1.0
         if self.unsaved is not None:
             pending = self.unsaved.setdefault(family, {})
             pending[key] = pending.get(key, 0.0) + 1.0
 
-    def count_novelty(self, level: str, parent: str, novel: bool) -> None:
+    def count_novelty(self, level: str, parent: str, novel: bool, history: int | None = None) -> None:
         key = level + SEP + parent
         self._bump("trials", self.trials, level)
         self._bump("trials", self.trials_under, key)
+        at = None if history is None else level + "#" + str(_history_stage(history))
+        if at is not None:
+            self._bump("trials", self.trials, at)
         if novel:
             self._bump("novel", self.novel, level)
             self._bump("novel", self.novel_under, key)
+            if at is not None:
+                self._bump("novel", self.novel, at)
         if len(self.trials_under) > self.max_paths:
             rare = [k for k, n in self.trials_under.items() if n < 3.0]
             for k in rare:
@@ -208,6 +227,16 @@ class GlobalStats:
             for key in [k for k, n in self.seen.items() if n < 3.0]:
                 del self.seen[key]
                 self.fresh.pop(key, None)
+
+    def count_rtt(self, features: Features) -> None:
+        if features.rtt_ms is None:
+            return
+        key = (SEP.join(features.net[:3]).replace(SEP, "|"), str(rtt_bin(features.rtt_ms)))
+        self.block_rtt.add(key)
+        if self.unsaved is not None:
+            pending = self.unsaved.setdefault("block_rtt", {})
+            for path in ("", *paths(key)):
+                pending[path] = pending.get(path, 0.0) + 1.0
 
     def fresh_rate(self, features: Features) -> float:
         """The share of legitimate logins in this address block whose address was new to their user, shrunk
@@ -229,7 +258,7 @@ class GlobalStats:
     def add(self, features: Features, success: bool = True) -> None:
         self.net.add(features.net)
         if success:
-            self.logins.add(features.net[:3])
+            self.logins.add(self.reputation_path(features))
         self.agent.add(features.agent)
         if features.rtt_ms is not None:
             self.rtt.add((str(rtt_bin(features.rtt_ms)),))
@@ -239,7 +268,14 @@ class GlobalStats:
 
     def add_attack(self, features: Features) -> None:
         """A confirmed attack: the attacker side of the reputation (``reputation_term``)."""
-        self.attacks.add(features.net[:3])
+        self.attacks.add(self.reputation_path(features))
+
+    def reputation_path(self, features: Features) -> tuple[str, ...]:
+        """Where a login counts for reputations: the kind of block (carrier-grade NAT or stable lines, by its
+        churn), then country, network and block. Evidence about one kind pools over all its blocks, so a
+        block nobody was attacked from yet starts from what blocks of its kind have shown."""
+        kind = "nat" if self.churn(features) >= 0.5 else "lines"
+        return (kind, *features.net[:3])
 
     def merge(
         self,
@@ -259,16 +295,11 @@ class GlobalStats:
             (self.logins, logins or {}),
             (self.attacks, attacks or {}),
         ):
-            for path, count in counts.items():
-                if path == "":
-                    tree.total += count
-                    continue
-                if path not in tree.counts:
-                    parent = path.rpartition(SEP)[0] if SEP in path else ""
-                    tree.kids[parent] = tree.kids.get(parent, 0) + 1
-                    tree.counts[path] = 0.0
-                tree.counts[path] += count
+            self._merge_tree(tree, counts)
         for family, counts in (rates or {}).items():
+            if family == "block_rtt":
+                self._merge_tree(self.block_rtt, counts)
+                continue
             for key, count in counts.items():
                 if family in RATE_FAMILIES[:2]:  # per level, and per level under a parent value
                     table = {
@@ -280,8 +311,20 @@ class GlobalStats:
                     table_of = self.fresh if family == "fresh" else self.seen
                 table_of[key] = table_of.get(key, 0.0) + count
 
+    @staticmethod
+    def _merge_tree(tree: Tree, counts: dict[str, float]) -> None:
+        for path, count in counts.items():
+            if path == "":
+                tree.total += count
+                continue
+            if path not in tree.counts:
+                parent = path.rpartition(SEP)[0] if SEP in path else ""
+                tree.kids[parent] = tree.kids.get(parent, 0) + 1
+                tree.counts[path] = 0.0
+            tree.counts[path] += count
 
-RATE_FAMILIES = ("novel", "trials", "fresh", "seen")
+
+RATE_FAMILIES = ("novel", "trials", "fresh", "seen", "block_rtt")
 REPUTATION = {
     NetworkType.HOSTING: 3.0,
     NetworkType.VPN: 4.0,
@@ -320,6 +363,15 @@ def _global_conditional(tree: Tree, user: Tree, path: str, parent: str) -> float
     return max(distinct, 1) / (parent_count + distinct) / NOVEL_SPREAD
 
 
+HISTORY_STAGES = (1, 2, 3, 4, 8, 12, 20, 40)  # the stages of a user's history whose novelty rates are kept
+HISTORY_PRIOR_WEIGHT = 20.0
+USE_HISTORY = True
+
+
+def _history_stage(history: int) -> int:
+    return max((s for s in HISTORY_STAGES if s <= history), default=0)
+
+
 PARENT_PRIOR_WEIGHT = 5.0  # trials' worth of weight the level's rate has in one parent's rate
 # Address churn (``GlobalStats.churn``): logins' worth of weight a network's share of new addresses has in one
 # block's, and the block's share in the estimate from users returning to it.
@@ -339,6 +391,7 @@ def _chain_terms(
     values: tuple[str, ...],
     stats: GlobalStats,
     churn: float | None = None,
+    history: int | None = None,
 ) -> list[LevelTerm]:
     terms: list[LevelTerm] = []
     parent = ""
@@ -356,6 +409,8 @@ def _chain_terms(
         # on a carrier-grade NAT gets a new address nearly every time (no surprise); a stable home line almost
         # never does; a user with two logins is judged mostly by what users in general do.
         prior, weight = stats.novelty(names[depth], parent), PRIOR_WEIGHT
+        if history is not None and USE_HISTORY:
+            prior = min(1.0, prior * stats.history_factor(names[depth], history))
         if depth == 3 and churn is not None:
             prior, weight = churn, CHURN_WEIGHT
         novelty = min(1.0, (user.ones.get(parent, 0) + weight * prior) / (parent_count + weight))
@@ -372,26 +427,41 @@ def _smoothed(counts: dict[str, float], prefix: str, b: int) -> float:
     )
 
 
-def _rtt_term(profile: Profile, world: Tree, features: Features) -> LevelTerm:
+def _rtt_term(profile: Profile, stats: GlobalStats, features: Features) -> LevelTerm:
     """Round-trip time depends on the access network, so the user's RTT is modelled per ASN and backs off to
-    the user's RTT over all networks, then to the global distribution (neighbouring bins share counts)."""
+    the user's RTT over all networks, then to what legitimate users take from this address block (a relayed
+    login takes longer than the block's own users), then to the global distribution (neighbouring bins share
+    counts). On a network the user never used, their own RTT elsewhere says nothing: the block's stands."""
     assert features.rtt_ms is not None
+    world = stats.rtt
     b = rtt_bin(features.rtt_ms)
     g = (_smoothed(world.counts, "", b) + 1.0) / (2.0 * world.total + 30.0)
     user = profile.rtt
     if user.total <= 0:
         return LevelTerm("rtt", "rtt", 0.0, novel=False)
-    spread = 2.0 + len(user.counts)
-    own = _smoothed(user.counts, "", b)
-    p_user = (own + spread * g) / (2.0 * user.total + spread)
+    block = SEP.join(features.net[:3]).replace(SEP, "|")
+    population = g
+    in_block = stats.block_rtt.count(block)
+    if in_block > 0:
+        spread_b = BLOCK_RTT_SPREAD + stats.block_rtt.kids.get(block, 0)
+        population = (_smoothed(stats.block_rtt.counts, block + SEP, b) + spread_b * g) / (
+            2.0 * in_block + spread_b
+        )
     asn = features.asn or "?"
     pairs = profile.net_rtt
     on_network = pairs.count(asn)
-    if on_network > 0:
-        spread_n = 2.0 + pairs.kids.get(asn, 0)
-        own = _smoothed(pairs.counts, asn + SEP, b)
-        p_user = (own + spread_n * p_user) / (2.0 * on_network + spread_n)
+    if on_network <= 0:
+        return LevelTerm("rtt", "rtt", math.log10(g / population), novel=False)
+    spread = 2.0 + len(user.counts)
+    own = _smoothed(user.counts, "", b)
+    p_user = (own + spread * population) / (2.0 * user.total + spread)
+    spread_n = 2.0 + pairs.kids.get(asn, 0)
+    own = _smoothed(pairs.counts, asn + SEP, b)
+    p_user = (own + spread_n * p_user) / (2.0 * on_network + spread_n)
     return LevelTerm("rtt", "rtt", math.log10(g / p_user), novel=own <= 0)
+
+
+BLOCK_RTT_SPREAD = 3.0  # pseudo-counts of the global RTT distribution in one block's
 
 
 def _pair_term(profile: Profile, features: Features) -> LevelTerm:
@@ -465,7 +535,7 @@ def reputation_term(world: GlobalStats, features: Features) -> LevelTerm:
         return LevelTerm("net", "reputation", 0.0, novel=False)
     rate = attacks.total / logins.total
     ratio = 1.0
-    for path in paths(features.net[:3]):
+    for path in paths(world.reputation_path(features)):
         expected = logins.counts.get(path, 0.0) * rate * ratio
         ratio *= (attacks.counts.get(path, 0.0) + ATTACK_PRIOR) / (expected + ATTACK_PRIOR)
     low, high = REPUTATION_BOUNDS
@@ -474,7 +544,7 @@ def reputation_term(world: GlobalStats, features: Features) -> LevelTerm:
 
 def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -> list[LevelTerm]:
     churn = world.churn(features)
-    terms = _chain_terms("net", profile.net, world.net, features.net, world, churn)
+    terms = _chain_terms("net", profile.net, world.net, features.net, world, churn, profile.logins)
     net = profile.net.counts
     if net.get(SEP.join(features.net[:2]), 0.0) > 0 and net.get(SEP.join(features.net[:3]), 0.0) <= 0:
         # An address in a block the user never used on a network they use, where the back-off has no
@@ -487,14 +557,16 @@ def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -
     if reputation:
         # Freeman et al. weigh the attacker side by the network's reputation: attackers favour these networks.
         terms[1] = LevelTerm("net", "network", terms[1].log10 + math.log10(reputation), terms[1].novel)
-    agent_terms = _chain_terms("agent", profile.agent, world.agent, features.agent, world)
+    agent_terms = _chain_terms(
+        "agent", profile.agent, world.agent, features.agent, world, None, profile.logins
+    )
     if agent_terms[3].novel and agent_terms[3].log10 > UPDATE_CAP and _newer_version(profile.agent, features):
         agent_terms[3] = LevelTerm("agent", "version", UPDATE_CAP, novel=True)
     terms.extend(agent_terms)
     terms.append(_pair_term(profile, features))
     terms.append(reputation_term(world, features))
     if features.rtt_ms is not None:
-        terms.append(_rtt_term(profile, world.rtt, features))
+        terms.append(_rtt_term(profile, world, features))
     return [_floor(term) for term in terms]
 
 
@@ -506,7 +578,9 @@ def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> 
         parent = ""
         for depth, path in enumerate(paths(values)):
             if tree.count(parent) > 0:
-                world.count_novelty(LEVEL_NAMES[family][depth], parent, path not in tree.counts)
+                world.count_novelty(
+                    LEVEL_NAMES[family][depth], parent, path not in tree.counts, profile.logins
+                )
             parent = path
 
 
@@ -520,6 +594,7 @@ def learn(
     """Online update after a login the caller accepted (allowed, or passed its second factor)."""
     if world is not None:
         _count_novelty(profile, world, features)
+        world.count_rtt(features)
         if profile.net.total > 0:  # a first login's address is new by definition: no evidence about the block
             world.count_fresh(features, SEP.join(features.net) not in profile.net.counts)
     profile.net.add(features.net)
