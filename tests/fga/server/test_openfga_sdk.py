@@ -62,7 +62,7 @@ async def make_client(settings: Settings, *, scope: str) -> tuple[str, str]:
     services = Services(settings)
     try:
         await upgrade(services.db)
-        new = services.oauth.client_store.build(
+        new = services.oauth.build_client(
             client_name="fga tests", grant_types=["client_credentials"], scope=scope
         )
         async with services.db.transaction() as conn:
