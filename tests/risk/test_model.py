@@ -9,6 +9,7 @@ from tessera.risk.dataset import Row
 from tessera.risk.engine import Outcome, RiskEngine
 from tessera.risk.evaluate import LabelledLogin, history_lengths
 from tessera.risk.events import LoginEvent
+from tessera.risk.model.likelihood import history_stage
 from tessera.risk.replay import replay
 from tessera.risk.simulate import STAGES, simulate
 
@@ -212,5 +213,5 @@ async def test_short_histories_are_judged_by_how_often_short_histories_bring_a_n
         for k in range(24):
             at += 60
             await _accept(engine, on(f"u{u}", 6805 if k == 1 or (k % 3 == 0 and k) else 3320, f"84.1.{u}.1"))
-    assert engine.world.history_factor("network", 1) > 3.0
-    assert engine.world.history_factor("network", 20) < 1.0
+    assert engine.world.history_factor("network", history_stage(1)) > 3.0
+    assert engine.world.history_factor("network", history_stage(20)) < 1.0

@@ -31,6 +31,7 @@ attacker side carries each network's reputation learned from confirmed attacks (
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,7 @@ class Features:
     latitude: float | None = None
     longitude: float | None = None
     city: str = ""
+    churn: float | None = None  # the block's address churn when the login was scored (GlobalStats.churn)
 
     @property
     def net(self) -> tuple[str, str, str, str]:
@@ -183,11 +185,11 @@ class GlobalStats:
             return rate
         return (self.novel_under.get(key, 0.0) + PARENT_PRIOR_WEIGHT * rate) / (trials + PARENT_PRIOR_WEIGHT)
 
-    def history_factor(self, level: str, history: int) -> float:
+    def history_factor(self, level: str, stage: str) -> float:
         """How much likelier a new value at this level is for users with this much history than for users
         in general: a second or third login brings a new network (the phone's carrier, work) far more often
         than the fiftieth does."""
-        at = level + "#" + str(_history_stage(history))
+        at = level + stage
         rate = (self.novel.get(level, 0.0) + 1.0) / (self.trials.get(level, 0.0) + 4.0)
         trials = self.trials.get(at, 0.0)
         return (
@@ -200,11 +202,11 @@ class GlobalStats:
             pending = self.unsaved.setdefault(family, {})
             pending[key] = pending.get(key, 0.0) + 1.0
 
-    def count_novelty(self, level: str, parent: str, novel: bool, history: int | None = None) -> None:
+    def count_novelty(self, level: str, parent: str, novel: bool, stage: str | None = None) -> None:
         key = level + SEP + parent
         self._bump("trials", self.trials, level)
         self._bump("trials", self.trials_under, key)
-        at = None if history is None else level + "#" + str(_history_stage(history))
+        at = None if stage is None else level + stage
         if at is not None:
             self._bump("trials", self.trials, at)
         if novel:
@@ -274,7 +276,8 @@ class GlobalStats:
         """Where a login counts for reputations: the kind of block (carrier-grade NAT or stable lines, by its
         churn), then country, network and block. Evidence about one kind pools over all its blocks, so a
         block nobody was attacked from yet starts from what blocks of its kind have shown."""
-        kind = "nat" if self.churn(features) >= 0.5 else "lines"
+        churn = features.churn if features.churn is not None else self.churn(features)
+        kind = "nat" if churn >= 0.5 else "lines"
         return (kind, *features.net[:3])
 
     def merge(
@@ -364,12 +367,13 @@ def _global_conditional(tree: Tree, user: Tree, path: str, parent: str) -> float
 
 
 HISTORY_STAGES = (1, 2, 3, 4, 8, 12, 20, 40)  # the stages of a user's history whose novelty rates are kept
-HISTORY_PRIOR_WEIGHT = 20.0
-USE_HISTORY = True
+HISTORY_PRIOR_WEIGHT = 20.0  # trials' worth of weight the level's overall rate has in one stage's
 
 
-def _history_stage(history: int) -> int:
-    return max((s for s in HISTORY_STAGES if s <= history), default=0)
+def history_stage(history: int) -> str:
+    """The stage a history length falls in, as the suffix of the novelty counters' keys ("#0" ... "#40")."""
+    index = bisect.bisect_right(HISTORY_STAGES, history)
+    return "#" + str(HISTORY_STAGES[index - 1] if index else 0)
 
 
 PARENT_PRIOR_WEIGHT = 5.0  # trials' worth of weight the level's rate has in one parent's rate
@@ -396,6 +400,7 @@ def _chain_terms(
     terms: list[LevelTerm] = []
     parent = ""
     names = LEVEL_NAMES[family]
+    stage = None if history is None else history_stage(history)
     for depth, path in enumerate(paths(values)):
         g = _global_conditional(world, user, path, parent)
         parent_count = user.count(parent)
@@ -409,8 +414,8 @@ def _chain_terms(
         # on a carrier-grade NAT gets a new address nearly every time (no surprise); a stable home line almost
         # never does; a user with two logins is judged mostly by what users in general do.
         prior, weight = stats.novelty(names[depth], parent), PRIOR_WEIGHT
-        if history is not None and USE_HISTORY:
-            prior = min(1.0, prior * stats.history_factor(names[depth], history))
+        if stage is not None:
+            prior = min(1.0, prior * stats.history_factor(names[depth], stage))
         if depth == 3 and churn is not None:
             prior, weight = churn, CHURN_WEIGHT
         novelty = min(1.0, (user.ones.get(parent, 0) + weight * prior) / (parent_count + weight))
@@ -543,7 +548,7 @@ def reputation_term(world: GlobalStats, features: Features) -> LevelTerm:
 
 
 def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -> list[LevelTerm]:
-    churn = world.churn(features)
+    churn = features.churn = world.churn(features)
     terms = _chain_terms("net", profile.net, world.net, features.net, world, churn, profile.logins)
     net = profile.net.counts
     if net.get(SEP.join(features.net[:2]), 0.0) > 0 and net.get(SEP.join(features.net[:3]), 0.0) <= 0:
@@ -571,6 +576,7 @@ def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -
 
 
 def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> None:
+    stage = history_stage(profile.logins)
     for family, tree, values in (
         ("net", profile.net, features.net),
         ("agent", profile.agent, features.agent),
@@ -578,9 +584,7 @@ def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> 
         parent = ""
         for depth, path in enumerate(paths(values)):
             if tree.count(parent) > 0:
-                world.count_novelty(
-                    LEVEL_NAMES[family][depth], parent, path not in tree.counts, profile.logins
-                )
+                world.count_novelty(LEVEL_NAMES[family][depth], parent, path not in tree.counts, stage)
             parent = path
 
 
