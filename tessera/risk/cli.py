@@ -27,7 +27,8 @@ LearnOption = typer.Option(
     "--learn",
     help="What the replay learns from: assume-passed (a step-up counts as passed; no label is read), "
     "allowed-only (only logins allowed outright), labels (the labels stand for the second factor: the user "
-    "passes, the attacker fails, and no attack teaches its victim's profile).",
+    "passes, the attacker fails, which teaches the attacker side, and no attack teaches its victim's "
+    "profile).",
 )
 
 
