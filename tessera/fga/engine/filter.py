@@ -40,6 +40,11 @@ _THE_USER = "\x00user"  # stands for the request's user in the plans kept per mo
 # Index probes (set x object) one read may make for a user's sets before reading every userset tuple of
 # the kinds is the cheaper way.
 _MAX_SET_PROBES = 2_000
+# What an index probe costs in tuples scanned inside an object's key range (see SetEvaluator._own_rows).
+_PROBE_COST = 8
+# Consecutive reads from the user's side that exceeded their budget on a type before it is tried seldom.
+_OWN_MISSES = 3
+_OWN_RETRY = 16
 
 
 async def check_many(
@@ -77,6 +82,7 @@ async def filter_ids(
     object_ids: Sequence[str],
     *,
     reverse_budget: int = 1_000,
+    probe_cost: int = _PROBE_COST,
 ) -> set[str]:
     """The ids among ``object_ids`` that ``res.user`` has ``relation`` with.
 
@@ -99,7 +105,7 @@ async def filter_ids(
         was = res.reader.batching
         res.reader.batching = True
         try:
-            return await SetEvaluator(res).relation(object_type, set(ids), relation, 0)
+            return await SetEvaluator(res, probe_cost).relation(object_type, set(ids), relation, 0)
         except _Fallback:
             pass
         finally:
@@ -137,12 +143,18 @@ class SetEvaluator:
     Anything unusual (an undecided membership, a condition error, the depth limit) raises :class:`_Fallback`
     and the caller resolves per object, so answers and errors stay exactly Check's."""
 
-    def __init__(self, res: Resolution) -> None:
+    def __init__(self, res: Resolution, probe_cost: int = _PROBE_COST) -> None:
         self.res = res
+        self.probe_cost = probe_cost
         # (type, relation) -> (ids decided, the ids among them that are in the relation).
         self.memo: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
         # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
         self._plans: dict[str, tuple[list[str], list[str], list[tuple[str, str]]] | None] = {}
+        # Per object type: the relations a tuple can grant the user on directly (not tuplesets).
+        self._granting: dict[str, list[str]] = {}
+        # Per object type: the user's own tuples on those relations, from the user's side (see _own_rows);
+        # None: read from the candidates' side.
+        self._own: dict[str, dict[str, dict[str, list[LayerRow]]] | None] = {}
         # Per object type: relation -> id -> the planned rows, for the ids in _ids.
         self._rows: dict[str, dict[str, dict[str, list[LayerRow]]]] = {}
         self._ids: dict[str, set[str]] = {}
@@ -180,6 +192,7 @@ class SetEvaluator:
             tuplesets: set[str] = set()
             named: set[str] = set()
             kinds: set[tuple[str, str]] = set()
+            holding: list[str] = []
             for relation, rel in ts.types[otype].items():
                 stack: list[Rewrite] = [rel.rewrite]
                 while stack:
@@ -190,9 +203,15 @@ class SetEvaluator:
                         stack.extend(rw.children)
                     elif isinstance(rw, Difference):
                         stack += [rw.base, rw.subtract]
-                named.update(_THE_USER if n == str(user) else n for n in self._names(otype, relation))
-                kinds.update(r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user))
-            hit = static[ck] = (sorted(tuplesets), tuple(named), sorted(kinds))
+                direct = self._names(otype, relation)
+                refs = [r for r in rel.userset_refs if ts.may_contain(r[0], r[1], user)]
+                named.update(_THE_USER if n == str(user) else n for n in direct)
+                kinds.update(refs)
+                if direct or refs:
+                    holding.append(relation)
+            granting = [r for r in holding if r not in tuplesets]
+            hit = static[ck] = (sorted(tuplesets), tuple(named), sorted(kinds), granting)
+        self._granting[otype] = hit[3]
         names = {str(user) if n == _THE_USER else n for n in hit[1]}
         whole: list[tuple[str, str]] = []
         for st, srel in hit[2]:
@@ -214,7 +233,18 @@ class SetEvaluator:
         todo = ids - done
         if not todo:
             return
-        got = await self.res.reader.objects_many(otype, sorted(todo), *plan)
+        reader = self.res.reader
+        own = await self._own_rows(otype, plan, len(todo))
+        got: dict[str, dict[str, list[LayerRow]]] | None
+        if own is None:
+            got = await reader.objects_many(otype, sorted(todo), *plan)
+        else:
+            # The user's own tuples are known for every object of the type: the candidates' side only
+            # has to give the tupleset links (a probe per object and relation).
+            got = await reader.objects_many(otype, sorted(todo), plan[0], [], []) if plan[0] else {}
+            if got is not None:
+                for relation, by_id in own.items():
+                    got[relation] = _among(by_id, todo)
         if got is None:
             self._plans[otype] = None  # read relation by relation from now on
             return
@@ -222,6 +252,49 @@ class SetEvaluator:
         for relation, by_id in got.items():
             rows.setdefault(relation, {}).update(by_id)
         done |= todo
+
+    async def _own_rows(
+        self, otype: str, plan: tuple[list[str], list[str], list[tuple[str, str]]], objects: int
+    ) -> dict[str, dict[str, list[LayerRow]]] | None:
+        """The user's own tuples (naming the user, the wildcard, or one of the user's sets) on the relations
+        of ``otype`` that are not tuplesets, from the user's side (the reverse index), once per request and
+        type, when that is the cheaper side: the candidates' side then reads only their tupleset links, a
+        probe per object instead of a scan of all the object's tuples. Only for types known to be small (a
+        filtered layer read follows) and plans that read no kind whole (those rows come only from the
+        candidates' side). None: read from the candidates' side."""
+        if otype in self._own:
+            return self._own[otype]
+        reader = self.res.reader
+        granting, names = self._granting.get(otype, []), plan[1]
+        density = reader.densities.get(otype)
+        own = None
+        usable = bool(not plan[2] and granting and names) and otype in reader.small_types
+        if usable and density is not None and reader.reads_users(otype):
+            if self.probe_cost <= 0:
+                # Whenever the evaluation allows, as far as a layer read would go.
+                own = await reader.users_many(otype, granting, names, objects * reader.object_prefetch)
+                self._own[otype] = own
+                return own
+            # In tuples scanned: the candidates' side scans each object's tuples off its tupleset links;
+            # the user's side pays a probe per relation and name (on SQLite a probe of an index costs
+            # about 8 tuples scanned inside a key range: random pages against neighbouring rows) and then
+            # the user's tuples on the type, so it may read as many as the candidates' side would scan.
+            probes = len(granting) * len(names)
+            budget = int(objects * (density - len(plan[0]))) - probes * self.probe_cost
+            # A type on which users' own tuples keep exceeding that (every user inherits a team that reads
+            # thousands of repositories) is tried again only every 16th request: a try that finds out
+            # costs about what the candidates' side would. A saving under a tuple per object does not pay
+            # for the second statement.
+            misses = reader.own_misses.setdefault(otype, [0, 0])
+            seldom = misses[0] >= _OWN_MISSES and misses[1] < _OWN_RETRY - 1
+            if budget >= objects and seldom:
+                misses[1] += 1
+            elif budget >= objects:
+                misses[1] = 0
+                own = await reader.users_many(otype, granting, names, budget)
+                misses[0] = misses[0] + 1 if own is None else 0
+        self._own[otype] = own
+        return own
 
     def _loaded(self, otype: str, ids: set[str]) -> dict[str, dict[str, list[LayerRow]]] | None:
         """relation -> id -> planned rows, when every one of ``ids`` has been read by :meth:`_load`."""

@@ -13,6 +13,7 @@ from tessera.core.clock import Clock
 from tessera.fga.engine.errors import ErrorCode, FGAError
 from tessera.fga.engine.store import (
     ModelRecord,
+    ObjectRow,
     OnDuplicate,
     OnMissing,
     ReadFilter,
@@ -191,6 +192,20 @@ class MemoryDatastore:
                     out.append(k)
             if len(out) > limit:
                 return None
+        return out
+
+    async def read_users_rows(
+        self, store_id: str, object_type: str, relations: Sequence[str], users: Sequence[str], limit: int
+    ) -> list[ObjectRow] | None:
+        s = self._get(store_id)
+        out: list[ObjectRow] = []
+        for rel in dict.fromkeys(relations):
+            for u in dict.fromkeys(users):
+                for k in (s.by_user.get((object_type, rel, u)) or {}).values():
+                    oid = k.object.partition(":")[2]
+                    out.append((oid, rel, k.user, k.condition_name, k.condition_context))
+                if len(out) > limit:
+                    return None
         return out
 
     async def read_by_users(

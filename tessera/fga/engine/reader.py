@@ -60,6 +60,8 @@ class RequestReader:
         big_types: set[str] | None = None,
         small_types: set[str] | None = None,
         big_relations: dict[str, set[str]] | None = None,
+        densities: dict[str, float] | None = None,
+        own_misses: dict[str, list[int]] | None = None,
     ) -> None:
         self.ds = datastore
         self.store_id = store_id
@@ -78,6 +80,13 @@ class RequestReader:
         # tuples (an organisation's members); the object's other relations are still prefetched, in one read
         # (shared across requests by the service, like big_types).
         self.big_relations = big_relations if big_relations is not None else {}
+        # Per small type: tuples per object in its first (unfiltered) layer read, shared like small_types:
+        # what filtering a layer's tuples in the database costs, against reading a user's own tuples.
+        self.densities = densities if densities is not None else {}
+        # Per type: [requests in a row that found a user's own tuples on it too many to read from the user's
+        # side, requests that did not try since] (engine/filter.py), shared like small_types; it only
+        # chooses the side a layer is read from, never an answer.
+        self.own_misses = own_misses if own_misses is not None else {}
         self.reads = 0  # storage round trips, for tests and benchmarks
         self._cache: dict[tuple[Any, ...], dict[str, list[TupleKey]]] = {}
         self._pending: dict[tuple[Any, ...], _Pending] = {}
@@ -169,6 +178,8 @@ class RequestReader:
         else:
             rows = await native(self.store_id, otype, oids, limit)
             (self.big_types if rows is None else self.small_types).add(otype)
+            if rows is not None:
+                self.densities[otype] = len(rows) / len(oids)
         if rows is None:
             return None
         out: dict[str, dict[str, list[LayerRow]]] = {}
@@ -197,6 +208,34 @@ class RequestReader:
                 by_id[oid] = [(user, cname, cctx)]
             else:
                 found.append((user, cname, cctx))
+        return out
+
+    def reads_users(self, otype: str) -> bool:
+        """Whether :meth:`users_many` can read ``otype``: the datastore has ``read_users_rows`` and no
+        contextual tuple touches the type."""
+        if getattr(self.ds, "read_users_rows", None) is None or otype not in self.ts.types:
+            return False
+        return not any(o.partition(":")[0] == otype for o, _ in self._ctx_by_object)
+
+    async def users_many(
+        self, otype: str, relations: Sequence[str], users: Sequence[str], limit: int
+    ) -> dict[str, dict[str, list[LayerRow]]] | None:
+        """In one storage read (reverse index probes), the tuples of any object of ``otype`` on one of
+        ``relations`` whose user is one of ``users``: ``{relation: {id: rows}}``, only rows the model admits.
+        None when the datastore cannot (no ``read_users_rows``), when contextual tuples touch the type (they
+        are merged per relation), or when there are more than ``limit``."""
+        native = getattr(self.ds, "read_users_rows", None)  # optional in the protocol (store.py)
+        if native is None or not self.reads_users(otype):
+            return None
+        self.reads += 1
+        rows: list[ObjectRow] | None = await native(self.store_id, otype, relations, users, limit)
+        if rows is None:
+            return None
+        out: dict[str, dict[str, list[LayerRow]]] = {}
+        for oid, relation, user, cname, cctx in rows:
+            if not self.allowed(otype, TupleKey(f"{otype}:{oid}", relation, user, cname)):
+                continue
+            out.setdefault(relation, {}).setdefault(oid, []).append((user, cname, cctx))
         return out
 
     async def _read_many(self, ck: tuple[Any, ...], oids: Sequence[str]) -> dict[str, list[TupleKey]]:

@@ -81,6 +81,10 @@ class EngineConfig:
     # Small on purpose: a user who reaches little is answered from their side for almost nothing, and a user
     # who reaches much wastes at most this before the candidates' side takes over.
     filter_reverse_budget: int = 1_000
+    # What an index probe costs in tuples scanned inside an object's key range: the set-at-a-time filter
+    # weighs with it whether a user's own tuples on a layer's type are read from the user's side (see
+    # filter.py). 0: from the user's side whenever the evaluation allows (tests use it).
+    filter_probe_cost: int = 8
 
 
 # --- request and response shapes ------------------------------------------------------------------------
@@ -232,6 +236,8 @@ class FGAService:
         # Per store and model: object types too large to prefetch whole (learned by the readers).
         self._big_types: dict[tuple[str, str], set[str]] = {}
         self._small_types: dict[tuple[str, str], set[str]] = {}
+        self._densities: dict[tuple[str, str], dict[str, float]] = {}
+        self._own_misses: dict[tuple[str, str], dict[str, list[int]]] = {}
         # Per store and model: the relations of those types that hold too many tuples to prefetch.
         self._big_relations: dict[tuple[str, str], dict[str, set[str]]] = {}
 
@@ -664,6 +670,8 @@ class FGAService:
             big_types=self._big_types.setdefault((req.store_id, ts.id), set()),
             small_types=self._small_types.setdefault((req.store_id, ts.id), set()),
             big_relations=self._big_relations.setdefault((req.store_id, ts.id), {}),
+            densities=self._densities.setdefault((req.store_id, ts.id), {}),
+            own_misses=self._own_misses.setdefault((req.store_id, ts.id), {}),
         )
         res = Resolution(
             ts,
@@ -677,7 +685,12 @@ class FGAService:
         allowed: set[str] = set()
         for otype, ids in by_type.items():
             found = await filter_ids(
-                res, otype, req.relation, ids, reverse_budget=self.config.filter_reverse_budget
+                res,
+                otype,
+                req.relation,
+                ids,
+                reverse_budget=self.config.filter_reverse_budget,
+                probe_cost=self.config.filter_probe_cost,
             )
             allowed.update(f"{otype}:{i}" for i in found)
         return [o for o in dict.fromkeys(req.objects) if o in allowed]

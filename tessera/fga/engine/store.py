@@ -146,6 +146,12 @@ class TupleReader(Protocol):
     #
     # Optional: ``async def read_objects_rows(...)``, the same arguments and rows as ``read_objects_tuples``,
     # as :data:`ObjectRow` tuples instead of tuple keys (cheaper to build; the filter prefers it).
+    #
+    # Optional: ``async def read_users_rows(store_id, object_type, relations, users, limit) ->
+    # list[ObjectRow] | None``, the reverse lookup over several relations at once: tuples whose object is of
+    # ``object_type``, on one of ``relations``, whose user is one of ``users``, or None when there are more
+    # than ``limit``. The RAG filter reads a user's own grants on a layer's type with it when that is
+    # cheaper than filtering every candidate's tuples (see engine/filter.py).
 
 
 class TupleWriter(Protocol):

@@ -493,6 +493,39 @@ class SQLDatastore:
                 ]
         return None if len(rows) > limit else rows
 
+    async def read_users_rows(
+        self, store_id: str, object_type: str, relations: Sequence[str], users: Sequence[str], limit: int
+    ) -> list[ObjectRow] | None:
+        """Tuples of objects of ``object_type`` on one of ``relations`` whose user is one of ``users``, as
+        :data:`ObjectRow` tuples, or None past ``limit``: probes of ``ix_fga_tuples_reverse`` (relation x
+        user), the RAG filter's read of a user's own grants on a type."""
+        rels = list(dict.fromkeys(relations))
+        if not rels or not users:
+            return []
+        rows: list[ObjectRow]
+        if self._hot is not None:
+            rows = self._hot.users_rows(store_id, object_type, rels, users, limit + 1)
+        else:
+            conds: list[Any] = [
+                _t.store_id == store_id,
+                _t.object_type == object_type,
+                _t.relation.in_(rels),
+                _users_clause(users),
+            ]
+            stmt = select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1)
+            async with self.db.read() as conn:
+                rows = [
+                    (
+                        r.object_id,
+                        r.relation,
+                        join_user(r.user_type, r.user_id, r.user_relation),
+                        r.condition_name or None,
+                        r.condition_context or None,
+                    )
+                    for r in (await conn.execute(stmt)).all()
+                ]
+        return None if len(rows) > limit else rows
+
     async def read_page(
         self, store_id: str, flt: ReadFilter, page_size: int, continuation: str | None
     ) -> tuple[list[StoredTuple], str | None]:
@@ -708,6 +741,18 @@ _SELECT_OF_OBJECTS = (
     "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND object_id IN "
 )
 
+# A user's own tuples on several relations of a type (the filter's user-side read), from
+# ix_fga_tuples_reverse alone unless a row has a condition; rows as _SELECT_OF_OBJECTS gives them.
+_SELECT_USERS_ROWS = (
+    "SELECT object_id, relation, "
+    "user_type || ':' || user_id || CASE user_relation WHEN '' THEN '' ELSE '#' || user_relation END, "
+    "NULLIF(condition_name, ''), NULL "
+    "FROM fga_tuples WHERE store_id = ? AND object_type = ? AND {} AND"
+)
+_SELECT_USERS_ROWS_CONTEXT = _SELECT_USERS_ROWS.replace(
+    "NULL FROM", "CASE WHEN condition_name > '' THEN condition_context END FROM"
+)
+
 
 def _sqlite_users(users: Sequence[str], params: list[Any]) -> str:
     """The SQL of :func:`_users_clause`: one index probe per user, grouped by (type, relation)."""
@@ -877,6 +922,15 @@ class _SQLiteHotReads:
             # keeps SQLite from turning the OR into probes of the reverse index (a user in a big team
             # would make that read every grant of the team).
             rels, names, kinds = only
+            if rels and not names and not kinds:
+                # Only whole relations (the filter's tupleset links when it has the user's own tuples
+                # from the reverse index): one primary-key probe per object and relation.
+                sql += f" AND relation IN ({', '.join('?' * len(rels))})"
+                params += rels
+                rows = self._db().execute(sql + " LIMIT ?", (*params, limit)).fetchall()
+                if not any(row[3] for row in rows):
+                    return rows
+                return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
             terms = []
             if rels:
                 terms.append(f"+relation IN ({', '.join('?' * len(rels))})")
@@ -890,6 +944,24 @@ class _SQLiteHotReads:
         rows = self._db().execute(sql + " LIMIT ?", (*params, limit)).fetchall()
         if not any(row[3] for row in rows):
             return rows
+        return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
+
+    def users_rows(
+        self, store_id: str, object_type: str, relations: list[str], users: Sequence[str], limit: int
+    ) -> list[ObjectRow]:
+        rel_in = f"relation IN ({', '.join('?' * len(relations))})"
+        conn = self._db()
+        sql, params = _sqlite_per_group(
+            _SELECT_USERS_ROWS.format(rel_in), (store_id, object_type, *relations), users
+        )
+        rows = conn.execute(sql + " LIMIT ?", (*params, limit)).fetchall()
+        if not any(row[3] for row in rows):
+            return rows
+        # Tuples with a condition need their context, which only the table's rows hold.
+        sql, params = _sqlite_per_group(
+            _SELECT_USERS_ROWS_CONTEXT.format(rel_in), (store_id, object_type, *relations), users
+        )
+        rows = conn.execute(sql + " LIMIT ?", (*params, limit)).fetchall()
         return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
 
     def by_users(

@@ -1,7 +1,8 @@
 """The RAG filter against per-object Check on generated stores: conditions (from the tuple and from the
 request, and missing), wildcards, exclusions, intersections, tuple-to-userset, nested teams and contextual
 tuples, on the memory store, SQLite and PostgreSQL, and through each of the filter's strategies (set at a
-time, with types too big to read whole, from the user's side, per object).
+time, with types too big to read whole, with a user's own tuples read from the user's side, from the user's
+side, per object).
 
 For every request the expected answer is computed candidate by candidate with Check: the filter must
 return exactly the candidates Check allows, in input order, or fail when Check fails for one of them."""
@@ -151,13 +152,28 @@ CONFIGS = {
     "sets only": EngineConfig(filter_reverse_budget=0),
     "big types": EngineConfig(filter_reverse_budget=0, object_prefetch=1),
     "no prefetch": EngineConfig(object_prefetch=0),
+    # A layer's own tuples from the user's side (reverse index) whenever the evaluation allows.
+    "own side": EngineConfig(filter_probe_cost=0),
 }
+
+
+def _count_own_reads(ds: Datastore, seen: dict[str, int]) -> None:
+    """Count the datastore's reads of a user's own tuples (the "own side" strategy) that were answered."""
+    read = ds.read_users_rows  # type: ignore[attr-defined]
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        rows = await read(*args, **kwargs)
+        seen["own reads"] += rows is not None
+        return rows
+
+    ds.read_users_rows = counted  # type: ignore[attr-defined]
 
 
 async def _agree(ds: Datastore, seed: int) -> dict[str, int]:
     svc, sid = await _store(ds, seed)
     filters = {name: FGAService(ds, config=config) for name, config in CONFIGS.items()}
-    seen = {"allowed": 0, "failed": 0, "requests": 0}
+    seen = {"allowed": 0, "failed": 0, "requests": 0, "own reads": 0}
+    _count_own_reads(ds, seen)
     for user in USERS:
         for relation in ("viewer", "editor"):
             for context in CONTEXTS:
@@ -181,8 +197,8 @@ async def _agree(ds: Datastore, seed: int) -> dict[str, int]:
 @pytest.mark.parametrize("seed", range(4))
 async def test_filter_agrees_with_check_on_generated_stores_in_memory(seed: int) -> None:
     seen = await _agree(MemoryDatastore(), seed)
-    # The stores exercise both answers and the error path.
-    assert seen["allowed"] > 30 and seen["failed"] > 0, seen
+    # The stores exercise both answers and the error path, and the user's side of the layer reads.
+    assert seen["allowed"] > 30 and seen["failed"] > 0 and seen["own reads"] > 10, seen
 
 
 async def test_filter_agrees_with_check_on_generated_stores_in_sql(database: Database) -> None:
@@ -191,4 +207,4 @@ async def test_filter_agrees_with_check_on_generated_stores_in_sql(database: Dat
         seen = await _agree(ds, 11)
     finally:
         await ds.aclose()
-    assert seen["allowed"] > 30 and seen["failed"] > 0, seen
+    assert seen["allowed"] > 30 and seen["failed"] > 0 and seen["own reads"] > 10, seen

@@ -423,3 +423,34 @@ async def test_read_objects_tuples_filters_by_relation_user_and_userset(
         await ds.read_objects_tuples(store_id, "doc", ["1"], 100, relations=[], users=[], usersets=[]) == []
     )
     assert await ds.read_objects_tuples(store_id, "doc", [], 100) == []
+
+
+async def test_read_users_rows_reads_a_users_tuples_over_relations(ds: SQLDatastore, store_id: str) -> None:
+    cond = {"cidr": "10.0.0.0/8"}
+    await ds.write(
+        store_id,
+        [],
+        [
+            tk("doc:1", "viewer", "user:ann"),
+            tk("doc:1", "parent", "user:ann"),  # a relation not asked for
+            tk("doc:2", "editor", "group:eng#member"),
+            tk("doc:3", "viewer", "user:*"),
+            tk("doc:4", "viewer", "user:bob"),
+            tk("doc:5", "editor", "user:ann", "on_network", cond),
+            tk("folder:1", "viewer", "user:ann"),  # another type
+        ],
+    )
+    users = ["user:ann", "group:eng#member", "user:*"]
+    rows = await ds.read_users_rows(store_id, "doc", ["viewer", "editor"], users, 100)
+    assert rows is not None
+    assert sorted(rows, key=lambda r: r[0]) == [
+        ("1", "viewer", "user:ann", None, None),
+        ("2", "editor", "group:eng#member", None, None),
+        ("3", "viewer", "user:*", None, None),
+        ("5", "editor", "user:ann", "on_network", cond),  # the context comes with a condition
+    ]
+    assert await ds.read_users_rows(store_id, "doc", ["viewer", "editor"], users, 3) is None  # past it
+    assert await ds.read_users_rows(store_id, "doc", ["viewer", "editor"], users, 4) is not None
+    assert await ds.read_users_rows(store_id, "doc", [], users, 100) == []
+    assert await ds.read_users_rows(store_id, "doc", ["viewer"], [], 100) == []
+    assert await ds.read_users_rows(store_id, "doc", ["viewer"], ["user:carl"], 100) == []
