@@ -242,7 +242,7 @@ def router(services: Services) -> APIRouter:
             await services.users.set_disabled(user_id, body.disabled)
             if body.disabled:
                 # A disabled user must not keep signed-in sessions.
-                await services.sessions.end_all_for_user(user_id, "user_disabled")
+                await operations.end_user_sessions(services, user_id, "user_disabled", source="api")
         return _user(await _existing_user(user_id))
 
     # --- sessions ---
@@ -261,14 +261,16 @@ def router(services: Services) -> APIRouter:
     )
     async def end_user_sessions(user_id: str) -> Response:
         await _existing_user(user_id)
-        await services.sessions.end_all_for_user(user_id, "ended_by_admin")
+        await operations.end_user_sessions(services, user_id, "ended_by_admin", source="api")
         return Response(status_code=204)
 
     @routes.delete(
         "/sessions/{session_id}", status_code=204, dependencies=[Depends(require("sessions:write"))]
     )
     async def end_session(session_id: str) -> Response:
-        if len(session_id) > 64 or not await services.sessions.end(session_id, "ended_by_admin"):
+        if len(session_id) > 64 or not await operations.end_session(
+            services, session_id, "ended_by_admin", source="api"
+        ):
             raise NotFound(f"no active session {session_id}")
         return Response(status_code=204)
 

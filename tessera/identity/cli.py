@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from tessera.admin.operations import end_user_sessions
 from tessera.cli.common import (
     DatabaseUrlOption,
     JsonOption,
@@ -112,7 +113,7 @@ def set_password_command(
             raise NotFound(f"no user {email}")
         await services.users.set_password(user.id, password)
         # A password change must lock out whoever might hold the old one (OWASP: re-authenticate sessions).
-        return await services.sessions.end_all_for_user(user.id, "password_changed")
+        return await end_user_sessions(services, user.id, "password_changed", source="cli")
 
     ended = run_with_services(settings, work)
     typer.echo(f"password set; {ended} session(s) ended")
@@ -128,7 +129,7 @@ def _set_disabled(email: str, database_url: str | None, *, disabled: bool) -> in
         await services.users.set_disabled(user.id, disabled)
         if not disabled:
             return 0
-        return await services.sessions.end_all_for_user(user.id, "user_disabled")
+        return await end_user_sessions(services, user.id, "user_disabled", source="cli")
 
     return run_with_services(settings, work)
 
@@ -168,7 +169,7 @@ def sessions_command(
         if user is None:
             raise NotFound(f"no user {email}")
         live = await services.sessions.list_for_user(user.id)
-        ended = await services.sessions.end_all_for_user(user.id, "ended_by_admin") if end else 0
+        ended = await end_user_sessions(services, user.id, "ended_by_admin", source="cli") if end else 0
         return live, ended
 
     live, ended = run_with_services(settings, work)

@@ -208,6 +208,12 @@ async def test_sessions_are_ended_one_or_all_and_passwords_and_client_pages_work
         assert (await http.delete(f"/api/v1/users/{user.id}/sessions", headers=writer)).status_code == 204
         assert await services.sessions.list_for_user(user.id) == []
         assert (await http.delete("/api/v1/users/nobody/sessions", headers=writer)).status_code == 404
+        # Each ending is in the audit log, which threat detection reads: one session, then the other two.
+        ended = await services.audit.query(user_id=user.id, type="session.ended")
+        assert len(ended) == 2
+        assert {(e.session_id, e.details.get("sessions")) for e in ended} == {(one.id, None), (None, 2)}
+        assert {e.details["reason"] for e in ended} == {"ended_by_admin"}
+        assert {e.details["source"] for e in ended} == {"api"}
 
         changed = await http.patch(
             f"/api/v1/users/{user.id}", json={"password": "second passphrase 2"}, headers=writer

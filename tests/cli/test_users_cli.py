@@ -140,3 +140,15 @@ def test_sessions_list_and_end(tmp_path: Path) -> None:
     assert ended.exit_code == 0 and "2 session(s) ended" in ended.output
     again = runner.invoke(app, ["users", "sessions", "nora@example.com", "--json", "--database-url", url])
     assert json.loads(again.output) == []
+
+    async def audited() -> list[dict[str, object]]:
+        services = Services(Settings(database_url=url, data_dir=tmp_path))
+        try:
+            user = await services.users.find_by_email("nora@example.com")
+            assert user is not None
+            return [e.details for e in await services.audit.query(user_id=user.id, type="session.ended")]
+        finally:
+            await services.aclose()
+
+    # The audit log (what threat detection reads) says who ended how many sessions, and why.
+    assert asyncio.run(audited()) == [{"reason": "ended_by_admin", "sessions": 2, "source": "cli"}]
