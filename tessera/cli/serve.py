@@ -135,7 +135,8 @@ def serve_command(
     migrate: bool = typer.Option(
         True,
         "--migrate/--no-migrate",
-        envvar="TESSERA_AUTO_MIGRATE",
+        # TESSERA_<NAME> for every flag (interfaces.md); TESSERA_AUTO_MIGRATE, the setting's own name, too.
+        envvar=["TESSERA_MIGRATE", "TESSERA_AUTO_MIGRATE"],
         help="Apply pending migrations before serving (default) or not.",
     ),
     log_level: str | None = typer.Option(

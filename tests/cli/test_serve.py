@@ -291,7 +291,7 @@ def test_serve_reads_the_environment_and_can_skip_migrations(tmp_path: Path) -> 
         TESSERA_PORT=str(port),
         TESSERA_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'env.db'}",
         TESSERA_DATA_DIR=str(tmp_path / "data"),
-        TESSERA_AUTO_MIGRATE="false",
+        TESSERA_MIGRATE="false",
     )
     with running(["serve"], tmp_path, env) as (log, _):
         url = f"http://127.0.0.1:{port}"
