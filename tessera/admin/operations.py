@@ -107,29 +107,35 @@ async def rotate_key(services: Services, *, alg: str | None = None, source: str 
 async def end_user_sessions(services: Services, user_id: str, reason: str, *, source: str) -> int:
     """End every live session of a user and record it (``session.ended``, with how many), as sign-out does
     for one session: the audit log is what threat detection reads. Returns how many ended."""
-    ended = await services.sessions.end_all_for_user(user_id, reason)
-    if ended:
-        await services.audit.record(
-            AuditEvent(
-                EventType.LOGOUT,
-                user_id=user_id,
-                details={"reason": reason, "sessions": ended, "source": source},
+    async with services.db.transaction() as conn:
+        ended = await services.sessions.end_all_for_user(user_id, reason, conn=conn)
+        if ended:
+            await services.audit.record(
+                AuditEvent(
+                    EventType.LOGOUT,
+                    user_id=user_id,
+                    details={"reason": reason, "sessions": ended, "source": source},
+                ),
+                conn=conn,
             )
-        )
     return ended
 
 
 async def end_session(services: Services, session_id: str, reason: str, *, source: str) -> bool:
     """End one live session and record it; False when there was no such live session."""
     session = await services.sessions.get(session_id)
-    if session is None or not await services.sessions.end(session_id, reason):
+    if session is None:
         return False
-    await services.audit.record(
-        AuditEvent(
-            EventType.LOGOUT,
-            user_id=session.user_id,
-            session_id=session_id,
-            details={"reason": reason, "source": source},
+    async with services.db.transaction() as conn:
+        if not await services.sessions.end(session_id, reason, conn=conn):
+            return False  # ended meanwhile, by someone who recorded it
+        await services.audit.record(
+            AuditEvent(
+                EventType.LOGOUT,
+                user_id=session.user_id,
+                session_id=session_id,
+                details={"reason": reason, "source": source},
+            ),
+            conn=conn,
         )
-    )
     return True

@@ -30,6 +30,8 @@ from tessera.storage.database import Database
 from tessera.storage.schema import UTCDateTime, metadata
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from tessera.identity.stores import SessionStore
 
 COOKIE_BYTES = 32  # 256 bits of randomness in every cookie value
@@ -118,13 +120,16 @@ class SessionService:
         """A live session by id (expired or ended: None)."""
         return await self._store.live(session_id, self._now())
 
-    async def end(self, session_id: str, reason: str) -> bool:
-        """End one session; True when it was live. Ending twice is harmless (the first reason stays)."""
-        return await self._store.end(session_id, reason, self._now())
+    async def end(self, session_id: str, reason: str, *, conn: AsyncConnection | None = None) -> bool:
+        """End one session; True when it was live. Ending twice is harmless (the first reason stays). With
+        ``conn``, in the caller's transaction, so that its audit event commits with it."""
+        return await self._store.end(session_id, reason, self._now(), conn=conn)
 
-    async def end_all_for_user(self, user_id: str, reason: str = "ended_by_admin") -> int:
+    async def end_all_for_user(
+        self, user_id: str, reason: str = "ended_by_admin", *, conn: AsyncConnection | None = None
+    ) -> int:
         """End every session of a user (password change, account takeover); returns how many ended."""
-        return await self._store.end_all_for_user(user_id, reason, self._now())
+        return await self._store.end_all_for_user(user_id, reason, self._now(), conn=conn)
 
     async def list_for_user(self, user_id: str) -> list[LoginSession]:
         """The user's live sessions, newest first."""

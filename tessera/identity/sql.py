@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tessera.core.errors import Conflict
 from tessera.identity.sessions import LoginSession, login_sessions
@@ -154,20 +155,26 @@ class SqlSessionStore:
             rows = (await conn.execute(stmt)).all()
         return [_session(row) for row in rows]
 
-    async def _end(self, condition: Any, reason: str, at: datetime) -> int:
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                update(login_sessions)
-                .where(condition, login_sessions.c.ended_at.is_(None))
-                .values(ended_at=at, end_reason=reason[:64])
-            )
-        return int(result.rowcount or 0)
+    async def _end(self, condition: Any, reason: str, at: datetime, conn: AsyncConnection | None) -> int:
+        stmt = (
+            update(login_sessions)
+            .where(condition, login_sessions.c.ended_at.is_(None))
+            .values(ended_at=at, end_reason=reason[:64])
+        )
+        if conn is not None:
+            return int((await conn.execute(stmt)).rowcount or 0)
+        async with self._db.transaction() as own:
+            return int((await own.execute(stmt)).rowcount or 0)
 
-    async def end(self, session_id: str, reason: str, at: datetime) -> bool:
-        return bool(await self._end(login_sessions.c.id == session_id, reason, at))
+    async def end(
+        self, session_id: str, reason: str, at: datetime, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        return bool(await self._end(login_sessions.c.id == session_id, reason, at, conn))
 
-    async def end_all_for_user(self, user_id: str, reason: str, at: datetime) -> int:
-        return await self._end(login_sessions.c.user_id == user_id, reason, at)
+    async def end_all_for_user(
+        self, user_id: str, reason: str, at: datetime, *, conn: AsyncConnection | None = None
+    ) -> int:
+        return await self._end(login_sessions.c.user_id == user_id, reason, at, conn)
 
     async def prune(self, before: datetime) -> int:
         async with self._db.transaction() as conn:

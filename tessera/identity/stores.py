@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from tessera.identity.sessions import LoginSession
     from tessera.identity.users import User
 
@@ -58,11 +60,16 @@ class SessionStore(Protocol):
         """The user's live sessions, newest first."""
         ...
 
-    async def end(self, session_id: str, reason: str, at: datetime) -> bool:
-        """End a session that has not ended; False when it had (the first reason stays)."""
+    async def end(
+        self, session_id: str, reason: str, at: datetime, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        """End a session that has not ended; False when it had (the first reason stays). With ``conn``, in
+        the caller's transaction (so the audit event commits with it)."""
         ...
 
-    async def end_all_for_user(self, user_id: str, reason: str, at: datetime) -> int: ...
+    async def end_all_for_user(
+        self, user_id: str, reason: str, at: datetime, *, conn: AsyncConnection | None = None
+    ) -> int: ...
 
     async def prune(self, before: datetime) -> int:
         """Delete sessions that ended or expired before ``before``; how many."""

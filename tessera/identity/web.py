@@ -319,16 +319,19 @@ def router(services: Services) -> APIRouter:
             return csrf_page()
         return_to = safe_return_to(_field(form, "return_to"))
         session = await current_session(request, services)
-        if session is not None and await services.sessions.end(session.id, "logout"):
-            await services.audit.record(
-                AuditEvent(
-                    EventType.LOGOUT,
-                    user_id=session.user_id,
-                    session_id=session.id,
-                    details={"reason": "logout"},
-                    **audit_context(request),
-                )
-            )
+        if session is not None:
+            async with services.db.transaction() as conn:  # the ending and its audit event commit together
+                if await services.sessions.end(session.id, "logout", conn=conn):
+                    await services.audit.record(
+                        AuditEvent(
+                            EventType.LOGOUT,
+                            user_id=session.user_id,
+                            session_id=session.id,
+                            details={"reason": "logout"},
+                            **audit_context(request),
+                        ),
+                        conn=conn,
+                    )
         response: Response
         if return_to:
             response = _redirect(return_to)

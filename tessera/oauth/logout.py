@@ -236,19 +236,22 @@ class LogoutService:
         client_id: str | None = None,
     ) -> bool:
         """End the Tessera session (the back-channel notices are sent by ``notify``)."""
-        ended = await self._server.services.sessions.end(session.id, reason)
-        if ended:
-            await self._server.services.audit.record(
-                AuditEvent(
-                    EventType.LOGOUT,
-                    user_id=session.user_id,
-                    session_id=session.id,
-                    client_id=client_id,
-                    ip=ip,
-                    user_agent=user_agent,
-                    details={"reason": reason},
+        services = self._server.services
+        async with services.db.transaction() as conn:  # the ending and its audit event commit together
+            ended = await services.sessions.end(session.id, reason, conn=conn)
+            if ended:
+                await services.audit.record(
+                    AuditEvent(
+                        EventType.LOGOUT,
+                        user_id=session.user_id,
+                        session_id=session.id,
+                        client_id=client_id,
+                        ip=ip,
+                        user_agent=user_agent,
+                        details={"reason": reason},
+                    ),
+                    conn=conn,
                 )
-            )
         return ended
 
     # --- Back-Channel Logout 1.0 ---

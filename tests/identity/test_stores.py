@@ -275,6 +275,13 @@ async def test_session_store_keeps_its_protocol(database: Database) -> None:
     await users_store.set_disabled(user.id, True, at)
     assert await store.live(session.id, at) is None  # a disabled user has no live session
     await users_store.set_disabled(user.id, False, at)
+    # In the caller's transaction, an ending is undone with it (the audit event beside it too).
+    with pytest.raises(RuntimeError):
+        async with database.transaction() as conn:
+            assert await store.end(session.id, "signed_out", at, conn=conn)
+            assert await store.end_all_for_user(user.id, "admin", at, conn=conn) == 0
+            raise RuntimeError("the caller fails after the ending")
+    assert await store.live(session.id, at) == session
     assert await store.end(session.id, "signed_out", at)
     assert not await store.end(session.id, "again", at)
     assert await store.live(session.id, at) is None
