@@ -100,6 +100,25 @@ def _run_uvicorn(settings: Settings, *, forwarded_allow_ips: str | None = None) 
     )
 
 
+# `tessera serve` and `tessera dev` take the same certificate flags (interfaces.md).
+TlsCertOption = typer.Option(
+    None,
+    "--tls-cert",
+    envvar="TESSERA_TLS_CERT",
+    exists=True,
+    dir_okay=False,
+    help="Serve https with this PEM certificate chain (with --tls-key).",
+)
+TlsKeyOption = typer.Option(
+    None, "--tls-key", envvar="TESSERA_TLS_KEY", exists=True, dir_okay=False, help="PEM private key."
+)
+
+
+def _require_tls_pair(tls_cert: Path | None, tls_key: Path | None) -> None:
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+
+
 def serve_command(
     host: str | None = typer.Option(None, "--host", envvar="TESSERA_HOST", help="Address to listen on."),
     port: int | None = typer.Option(None, "--port", envvar="TESSERA_PORT", help="Port to listen on."),
@@ -121,17 +140,8 @@ def serve_command(
     redis_url: str | None = typer.Option(
         None, "--redis-url", envvar="TESSERA_REDIS_URL", help="redis://host:6379/0 for shared fast state."
     ),
-    tls_cert: Path | None = typer.Option(
-        None,
-        "--tls-cert",
-        envvar="TESSERA_TLS_CERT",
-        exists=True,
-        dir_okay=False,
-        help="PEM certificate chain.",
-    ),
-    tls_key: Path | None = typer.Option(
-        None, "--tls-key", envvar="TESSERA_TLS_KEY", exists=True, dir_okay=False, help="PEM private key."
-    ),
+    tls_cert: Path | None = TlsCertOption,
+    tls_key: Path | None = TlsKeyOption,
     migrate: bool = typer.Option(
         True,
         "--migrate/--no-migrate",
@@ -150,8 +160,7 @@ def serve_command(
     ),
 ) -> None:
     """Run the server (production start). Every flag can also be set as TESSERA_<NAME>."""
-    if (tls_cert is None) != (tls_key is None):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    _require_tls_pair(tls_cert, tls_key)
     settings = load_settings(
         host=host,
         port=port,
@@ -344,25 +353,15 @@ def dev_command(
     tls: bool = typer.Option(
         False, "--tls", help="Serve https with a local CA (made once, under .tessera/tls)."
     ),
-    tls_cert: Path | None = typer.Option(
-        None,
-        "--tls-cert",
-        envvar="TESSERA_TLS_CERT",
-        exists=True,
-        dir_okay=False,
-        help="Serve https with this PEM certificate chain instead of the local CA's (with --tls-key).",
-    ),
-    tls_key: Path | None = typer.Option(
-        None, "--tls-key", envvar="TESSERA_TLS_KEY", exists=True, dir_okay=False, help="PEM private key."
-    ),
+    tls_cert: Path | None = TlsCertOption,
+    tls_key: Path | None = TlsKeyOption,
     data_dir: Path = typer.Option(
         Path(".tessera"), "--data-dir", envvar="TESSERA_DATA_DIR", help="Where the embedded data lives."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON before serving."),
 ) -> None:
     """Run a development server: embedded SQLite under .tessera/, seeded with demo data."""
-    if (tls_cert is None) != (tls_key is None):
-        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    _require_tls_pair(tls_cert, tls_key)
     if tls and tls_cert is not None:
         raise typer.BadParameter("--tls makes its own certificate; give it or --tls-cert/--tls-key, not both")
     data_dir.mkdir(parents=True, exist_ok=True)

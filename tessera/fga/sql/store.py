@@ -479,19 +479,22 @@ class SQLDatastore:
                     terms.append(_users_clause(names))
                 terms += [and_(_t.user_type == ty, _t.user_relation == rel) for ty, rel in kinds]
                 conds.append(or_(*terms))
-            stmt = select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1)
-            async with self.db.read() as conn:
-                rows = [
-                    (
-                        r.object_id,
-                        r.relation,
-                        join_user(r.user_type, r.user_id, r.user_relation),
-                        r.condition_name or None,
-                        r.condition_context or None,
-                    )
-                    for r in (await conn.execute(stmt)).all()
-                ]
+            rows = await self._object_rows(select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1))
         return None if len(rows) > limit else rows
+
+    async def _object_rows(self, stmt: Any) -> list[ObjectRow]:
+        """Run a select of ``_TUPLE_COLUMNS`` through the Database and shape its rows as ObjectRows."""
+        async with self.db.read() as conn:
+            return [
+                (
+                    r.object_id,
+                    r.relation,
+                    join_user(r.user_type, r.user_id, r.user_relation),
+                    r.condition_name or None,
+                    r.condition_context or None,
+                )
+                for r in (await conn.execute(stmt)).all()
+            ]
 
     async def read_users_rows(
         self, store_id: str, object_type: str, relations: Sequence[str], users: Sequence[str], limit: int
@@ -512,18 +515,7 @@ class SQLDatastore:
                 _t.relation.in_(rels),
                 _users_clause(users),
             ]
-            stmt = select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1)
-            async with self.db.read() as conn:
-                rows = [
-                    (
-                        r.object_id,
-                        r.relation,
-                        join_user(r.user_type, r.user_id, r.user_relation),
-                        r.condition_name or None,
-                        r.condition_context or None,
-                    )
-                    for r in (await conn.execute(stmt)).all()
-                ]
+            rows = await self._object_rows(select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1))
         return None if len(rows) > limit else rows
 
     async def read_page(
