@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tessera.fga.engine.errors import FGAError, ResolutionTooComplex
+from tessera.fga.engine.plan import compiled, run
 from tessera.fga.engine.reader import RequestReader, user_kind
 from tessera.fga.engine.tuples import TupleKey, User
 from tessera.fga.engine.typesystem import (
@@ -207,7 +208,18 @@ class CheckResolver(Protocol):
 class LocalChecker:
     """Walks the rewrite rules of the model against the tuples (the last link of the chain)."""
 
+    def __init__(self, *, plans: bool = True) -> None:
+        # Whether a single Check first tries the relation's compiled plan (plan.py), which hands back to the
+        # rules walk whatever it cannot answer exactly.
+        self.plans = plans
+
     async def resolve(self, res: Resolution, otype: str, oid: str, relation: str) -> bool:
+        if self.plans and not res.reader.batching:
+            plan = compiled(res.ts, otype, relation, res.user)
+            if plan is not None:
+                verdict = await run(plan, res, oid, self._forward_first)
+                if verdict is not None:
+                    return verdict
         return await self.resolve_tri(res, otype, oid, relation, 0, frozenset()) == TRUE
 
     async def resolve_tri(

@@ -294,6 +294,18 @@ class RequestReader:
             return None
         return by_rel.get(relation, [])
 
+    async def object_rows(self, otype: str, oid: str) -> dict[str, list[TupleKey]] | None:
+        """The object's admitted tuples by relation (contextual ones merged) when Check reads it whole (see
+        :meth:`_object`), in one read; only its relations :meth:`prefetches` covers count. None when it is
+        read relation by relation."""
+        if self.batching or not self.object_prefetch:
+            return None
+        return await self._object(otype, oid)
+
+    def prefetches(self, otype: str, relation: str) -> bool:
+        """Whether :meth:`object_rows` holds ``relation`` of ``otype``'s objects (not one too big to read)."""
+        return self._prefetches(otype, relation)
+
     def has_contextual(self, otype: str, relation: str) -> bool:
         """Whether contextual tuples touch ``otype:*#relation`` (store-wide indexes then do not apply)."""
         return any(o.partition(":")[0] == otype and r == relation for o, r in self._ctx_by_object)
