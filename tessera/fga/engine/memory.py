@@ -194,6 +194,31 @@ class MemoryDatastore:
                 return None
         return out
 
+    async def read_relation_rows(
+        self,
+        store_id: str,
+        object_type: str,
+        object_id: str,
+        relation: str,
+        users: Sequence[str],
+        usersets: Sequence[tuple[str, str]],
+        limit: int,
+    ) -> list[TupleKey] | None:
+        """As :meth:`SQLDatastore.read_relation_rows`: the tuples naming one of ``users`` or a userset of
+        one of the kinds, or None when those usersets are more than ``limit``."""
+        row = self._get(store_id).by_object.get((f"{object_type}:{object_id}", relation)) or {}
+        wanted = {f"{t}#{r}" for t, r in usersets}
+        sets = []
+        for u, k in row.items():
+            t, _, rest = u.partition(":")
+            _, sep, r = rest.partition("#")
+            if sep and f"{t}#{r}" in wanted:
+                sets.append(k)
+        if len(sets) > limit:
+            return None
+        named = [row[u] for u in dict.fromkeys(users) if u in row and row[u] not in sets]
+        return named + sets
+
     async def read_users_rows(
         self, store_id: str, object_type: str, relations: Sequence[str], users: Sequence[str], limit: int
     ) -> list[ObjectRow] | None:

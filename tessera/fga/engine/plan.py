@@ -37,10 +37,13 @@ from tessera.fga.engine.tuples import User
 from tessera.fga.engine.typesystem import Computed, This, TupleToUserset, TypeSystem, Union
 
 if TYPE_CHECKING:
-    from tessera.fga.engine.check import Resolution
+    from tessera.fga.engine.check import NestingIndex, Resolution
 
 # Sets of the user probed with one big relation's direct tuples at most (as check.py's _MAX_KNOWN_SETS).
 _MAX_KNOWN_SETS = 64
+# Past this many of the user's sets, a big relation's usersets of the kinds are read instead (one range per
+# kind, bounded by _MAX_KNOWN_SETS) of being probed one by one.
+_MAX_PROBED_SETS = 4
 _MISSING = object()
 
 
@@ -221,160 +224,259 @@ async def run(
     forwards and the user's closure of its kind."""
     if plan.depth >= res.max_depth:
         return None
-    reader = res.reader
-    user = res.user
-    me = f"{user.type}:{user.id}"
-    wild = f"{user.type}:*"
-    # The checker resolves a nesting set forwards past this many steps below it (its depth there is at most
-    # the plan's longest chain), so a set that deep is left to it.
-    budget = res.max_depth - plan.depth - 2
-    seen: set[tuple[Node, str]] = set()
-    todo: list[tuple[Node, str]] = [(plan.root, oid)]
-    while todo:
-        step = todo.pop()
-        if step in seen:
-            continue
-        seen.add(step)
-        node, oid = step
-        otype = node.type
-        whole = await reader.object_rows(otype, oid)
-        for d in node.direct:
-            rows = (
-                whole.get(d.relation, ())
-                if whole is not None and reader.prefetches(otype, d.relation)
-                else None
-            )
-            if rows is None:
-                verdict = await _big_relation(res, node, oid, d, me, wild, budget, todo, forward_first)
-                if verdict != _NO:
-                    return None if verdict == _UNSURE else True
+    return await _Search(plan, res, forward_first).run(oid)
+
+
+class _Nesting:
+    """The user's sets of one nesting kind: the ancestors in the store's index of the user's direct sets."""
+
+    __slots__ = ("_steps", "index", "starts")
+
+    def __init__(self, index: NestingIndex, starts: list[str]) -> None:
+        self.index = index
+        self.starts = starts
+        self._steps: dict[str, int] | None = None
+
+    def steps(self) -> dict[str, int]:
+        """Every set the user is in, at the fewest steps up from one of the direct ones (the index's
+        remembered map itself when there is one direct set)."""
+        if self._steps is None:
+            if len(self.starts) == 1:
+                self._steps = self.index.ancestors(self.starts[0])
+            else:
+                merged: dict[str, int] = {}
+                for start in self.starts:
+                    for sid, steps in self.index.ancestors(start).items():
+                        known = merged.get(sid)
+                        if known is None or steps < known:
+                            merged[sid] = steps
+                self._steps = merged
+        return self._steps
+
+
+class _Search:
+    """One evaluation of a plan: the objects still to visit and what is known of the user's sets."""
+
+    def __init__(
+        self, plan: Plan, res: Resolution, forward_first: Callable[[Resolution, str, str, str], bool]
+    ) -> None:
+        self.plan = plan
+        self.res = res
+        self.reader = res.reader
+        self.forward_first = forward_first
+        user = res.user
+        self.me = f"{user.type}:{user.id}"
+        self.wild = f"{user.type}:*"
+        # The checker resolves a nesting set forwards past this many steps below it (its depth there is at
+        # most the plan's longest chain), so a set that deep is left to it.
+        self.budget = res.max_depth - plan.depth - 2
+        self.todo: list[tuple[Node, str]] = []
+        # Nesting kind -> the user's sets of it from the store's index, or None: use the request's closure.
+        self.nesting: dict[tuple[str, str], _Nesting | None] = {}
+
+    async def run(self, oid: str) -> bool | None:
+        reader = self.reader
+        me, wild = self.me, self.wild
+        big_relations = reader.big_relations
+        seen: set[tuple[Node, str]] = set()
+        todo = self.todo
+        todo.append((self.plan.root, oid))
+        while todo:
+            step = todo.pop()
+            if step in seen:
                 continue
-            for k in rows:
-                u = k.user
-                if u in (me, wild):
-                    if k.condition_name:
-                        return None
-                    return True
-                if d.kinds and "#" in u:
-                    st, _, rest = u.partition(":")
-                    sid, _, srel = rest.partition("#")
-                    kind = f"{st}#{srel}"
-                    if kind not in d.kinds:
-                        continue
-                    if k.condition_name:
-                        return None
-                    verdict = await _member(res, node, kind, st, sid, srel, budget, todo, forward_first)
+            seen.add(step)
+            node, oid = step
+            otype = node.type
+            whole = await reader.object_rows(otype, oid)
+            big = big_relations.get(otype) if whole is not None else None
+            for d in node.direct:
+                if whole is None or (big is not None and d.relation in big):
+                    verdict = await self._big_relation(node, oid, d)
                     if verdict != _NO:
                         return None if verdict == _UNSURE else True
-        for tupleset, parents in node.ttus:
-            if whole is not None and reader.prefetches(otype, tupleset):
-                links = whole.get(tupleset, ())
-            else:
-                links = await reader.all(otype, oid, tupleset)
-            for k in links:
-                pt, _, pid = k.user.partition(":")
-                if "#" in pid or pid == "*":
-                    continue  # tuplesets hold plain objects only
-                sub = parents.get(pt)
-                if sub is not None:
-                    if k.condition_name:
-                        return None
-                    todo.append((sub, pid))
-    return False
+                    continue
+                for k in whole.get(d.relation, ()):
+                    u = k.user
+                    if u in (me, wild):
+                        if k.condition_name:
+                            return None
+                        return True
+                    if d.kinds and "#" in u:
+                        st, _, rest = u.partition(":")
+                        sid, _, srel = rest.partition("#")
+                        kind = f"{st}#{srel}"
+                        if kind not in d.kinds:
+                            continue
+                        if k.condition_name:
+                            return None
+                        verdict = await self._member(node, kind, st, sid, srel)
+                        if verdict != _NO:
+                            return None if verdict == _UNSURE else True
+            for tupleset, parents in node.ttus:
+                if whole is not None and (big is None or tupleset not in big):
+                    links = whole.get(tupleset, ())
+                else:
+                    links = await reader.all(otype, oid, tupleset)
+                for k in links:
+                    pt, _, pid = k.user.partition(":")
+                    if "#" in pid or pid == "*":
+                        continue  # tuplesets hold plain objects only
+                    sub = parents.get(pt)
+                    if sub is not None:
+                        if k.condition_name:
+                            return None
+                        todo.append((sub, pid))
+        return False
 
-
-async def _member(
-    res: Resolution,
-    node: Node,
-    kind: str,
-    st: str,
-    sid: str,
-    srel: str,
-    budget: int,
-    todo: list[tuple[Node, str]],
-    forward_first: Callable[[Resolution, str, str, str], bool],
-) -> int:
-    """Whether the user is in ``st:sid#srel``: from the user's closure of the kind when the checker would
-    use it, else by visiting the set forwards (queued on ``todo``)."""
-    sub = node.sets.get(kind)
-    cl = res.closures.get((st, srel), _MISSING)
-    if cl is _MISSING:
-        if sub is not None and forward_first(res, st, sid, srel):
-            todo.append((sub, sid))
-            return _NO
-        try:
-            cl = await res.closure(st, srel)
-        except FGAError:
-            return _UNSURE
-    if cl is None:
-        if sub is None:
-            return _UNSURE  # a nesting kind the checker would walk forwards, level by level
-        todo.append((sub, sid))
-        return _NO
-    if sid in cl.maybe:
-        return _UNSURE
-    if sid in cl.sure:
-        return _TRUE if cl.depth.get(sid, 0) <= budget else _UNSURE
-    return _NO
-
-
-async def _big_relation(
-    res: Resolution,
-    node: Node,
-    oid: str,
-    d: Direct,
-    me: str,
-    wild: str,
-    budget: int,
-    todo: list[tuple[Node, str]],
-    forward_first: Callable[[Resolution, str, str, str], bool],
-) -> int:
-    """A relation the object's prefetch does not cover (an organisation's thousands of members): read only
-    the tuples naming the user, the wildcard or, when the user's sets of every kind there are known and few,
-    those sets (index probes); otherwise the user's names and then the relation's usersets."""
-    reader = res.reader
-    names = ((me,) if d.by_user else ()) + ((wild,) if d.by_wildcard else ())
-    sets: list[str] | None = []
-    closures: dict[str, Any] = {}
-    for st, srel in d.refs:
+    async def _member(self, node: Node, kind: str, st: str, sid: str, srel: str) -> int:
+        """Whether the user is in ``st:sid#srel``: from the user's closure of the kind when the checker would
+        use it, else by visiting the set forwards (queued)."""
+        res = self.res
+        sub = node.sets.get(kind)
         cl = res.closures.get((st, srel), _MISSING)
-        if cl is _MISSING and f"{st}#{srel}" not in node.sets:
+        if cl is _MISSING:
+            if sub is None:
+                verdict = await self._nested(st, sid, srel)
+                if verdict is not None:
+                    return verdict
+            elif self.forward_first(res, st, sid, srel):
+                self.todo.append((sub, sid))
+                return _NO
             try:
                 cl = await res.closure(st, srel)
             except FGAError:
                 return _UNSURE
-        if cl is _MISSING or cl is None or cl.maybe or sets is None:
-            sets = None
-            continue
-        closures[f"{st}#{srel}"] = cl
-        sets += [f"{st}:{sid}#{srel}" for sid in cl.sure]
-        if len(sets) > _MAX_KNOWN_SETS:
-            sets = None
-    if sets is not None:
-        if not names and not sets:
+        if cl is None:
+            if sub is None:
+                return _UNSURE  # a nesting kind the checker would walk forwards, level by level
+            self.todo.append((sub, sid))
             return _NO
-        for k in await reader.direct(node.type, oid, d.relation, names + tuple(sets)):
-            if k.condition_name:
+        return self._in_known(cl, sid)
+
+    async def _nested(self, st: str, sid: str, srel: str) -> int | None:
+        """Whether the user is in the nesting set ``st:sid#srel``: the set is an ancestor of one of the
+        user's direct sets in the store's nesting index, at the fewest steps from one (what the request's
+        closure of the kind holds, without building it); None when the closure must be asked."""
+        key = (st, srel)
+        found = self.nesting.get(key, _MISSING)
+        if found is _MISSING:
+            found = self.nesting[key] = await self._nesting_starts(st, srel)
+        if found is None:
+            return None
+        return self._in_known(found, sid)
+
+    def _in_known(self, how: Any, sid: str) -> int:
+        """Whether the user is in set ``sid`` of a kind known from ``how``: a closure, or a nesting index
+        and the user's direct sets of the kind (in at the fewest steps up from one of them)."""
+        best: int | None
+        if isinstance(how, _Nesting):
+            best = how.steps().get(sid)
+        else:
+            if sid in how.maybe:
                 return _UNSURE
-            u = k.user
-            if u in (me, wild):
-                return _TRUE
-            st, _, rest = u.partition(":")
-            sid, _, srel = rest.partition("#")
-            cl = closures.get(f"{st}#{srel}")
-            if cl is not None and sid in cl.sure:
-                return _TRUE if cl.depth.get(sid, 0) <= budget else _UNSURE
+            best = how.depth.get(sid, 0) if sid in how.sure else None
+        if best is None:
+            return _NO
+        return _TRUE if best <= self.budget else _UNSURE
+
+    async def _nesting_starts(self, st: str, srel: str) -> _Nesting | None:
+        """The nesting index of a kind and the user's direct sets of it, when the request's closure of the
+        kind would be exactly their ancestors (see list_objects._nesting_closure): an index, no contextual
+        tuple on the kind, no condition, and at most ``closure_max_facts`` ancestors in all (past that the
+        checker resolves the kind forwards)."""
+        res = self.res
+        if res.nesting is None or not res.closure_max_facts or self.reader.has_contextual(st, srel):
+            return None
+        index = await res.nesting(st, srel)
+        if index is None:
+            return None
+        names = []
+        for ref in res.ts.types[st][srel].directly_related:
+            if ref.relation is None and ref.type == res.user.type:
+                names.append(self.wild if ref.wildcard else self.me)
+        starts: list[str] = []
+        if names:
+            for k in await self.reader.by_users(st, srel, list(dict.fromkeys(names))):
+                if k.condition_name:
+                    return None
+                starts.append(k.object.partition(":")[2])
+        found = _Nesting(index, starts)
+        if len(found.steps()) > res.closure_max_facts:
+            return None
+        return found
+
+    async def _big_relation(self, node: Node, oid: str, d: Direct) -> int:
+        """A relation the object's prefetch does not cover (an organisation's thousands of members): read only
+        the tuples naming the user, the wildcard or, when the user's sets of every kind there are known and
+        few, those sets (index probes, or the relation's own sets of the kinds when the user's are many);
+        otherwise the user's names and then the relation's usersets."""
+        res, reader, me, wild = self.res, self.reader, self.me, self.wild
+        names = ((me,) if d.by_user else ()) + ((wild,) if d.by_wildcard else ())
+        sets: list[str] | None = []
+        # Kind -> how the user's sets of it are known: a closure, or (index, the user's direct sets).
+        known: dict[str, Any] = {}
+        for st, srel in d.refs:
+            kind = f"{st}#{srel}"
+            cl = res.closures.get((st, srel), _MISSING)
+            if cl is _MISSING and kind not in node.sets:
+                found = self.nesting.get((st, srel), _MISSING)
+                if found is _MISSING:
+                    found = self.nesting[(st, srel)] = await self._nesting_starts(st, srel)
+                if found is not None:
+                    known[kind] = found
+                    if sets is not None:
+                        sets += [f"{st}:{sid}#{srel}" for sid in found.steps()]
+                        if len(sets) > _MAX_KNOWN_SETS:
+                            sets = None
+                    continue
+                try:
+                    cl = await res.closure(st, srel)
+                except FGAError:
+                    return _UNSURE
+            if cl is _MISSING or cl is None or cl.maybe or sets is None:
+                sets = None
+                continue
+            known[kind] = cl
+            sets += [f"{st}:{sid}#{srel}" for sid in cl.sure]
+            if len(sets) > _MAX_KNOWN_SETS:
+                sets = None
+        if sets is not None:
+            if not names and not sets:
+                return _NO
+            rows = None
+            if len(sets) > _MAX_PROBED_SETS:
+                # The user is in many sets of the kinds: the relation's own sets of those kinds are usually
+                # fewer (an organisation's teams against its members), one range each instead of a probe each.
+                rows = await reader.named_and_usersets(
+                    node.type, oid, d.relation, names, d.refs, _MAX_KNOWN_SETS
+                )
+            if rows is None:
+                rows = await reader.direct(node.type, oid, d.relation, names + tuple(sets))
+            for k in rows:
+                if k.condition_name:
+                    return _UNSURE
+                u = k.user
+                if u in (me, wild):
+                    return _TRUE
+                st, _, rest = u.partition(":")
+                sid, _, srel = rest.partition("#")
+                how = known.get(f"{st}#{srel}")
+                if how is not None:
+                    verdict = self._in_known(how, sid)
+                    if verdict != _NO:
+                        return verdict
+            return _NO
+        if names:
+            for k in await reader.direct(node.type, oid, d.relation, names):
+                return _UNSURE if k.condition_name else _TRUE
+        if d.refs:
+            for k in await reader.usersets(node.type, oid, d.relation, d.refs):
+                if k.condition_name:
+                    return _UNSURE
+                st, _, rest = k.user.partition(":")
+                sid, _, srel = rest.partition("#")
+                verdict = await self._member(node, f"{st}#{srel}", st, sid, srel)
+                if verdict != _NO:
+                    return verdict
         return _NO
-    if names:
-        for k in await reader.direct(node.type, oid, d.relation, names):
-            return _UNSURE if k.condition_name else _TRUE
-    if d.refs:
-        for k in await reader.usersets(node.type, oid, d.relation, d.refs):
-            if k.condition_name:
-                return _UNSURE
-            st, _, rest = k.user.partition(":")
-            sid, _, srel = rest.partition("#")
-            verdict = await _member(res, node, f"{st}#{srel}", st, sid, srel, budget, todo, forward_first)
-            if verdict != _NO:
-                return verdict
-    return _NO

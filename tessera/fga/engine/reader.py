@@ -124,6 +124,36 @@ class RequestReader:
     ) -> list[TupleKey]:
         return await self._read((_USERSETS, otype, relation, refs), oid)
 
+    async def named_and_usersets(
+        self,
+        otype: str,
+        oid: str,
+        relation: str,
+        names: tuple[str, ...],
+        refs: tuple[tuple[str, str], ...],
+        limit: int,
+    ) -> list[TupleKey] | None:
+        """In one read, the object's admitted tuples on ``relation`` naming one of ``names`` or a userset of
+        one of the kinds ``refs`` (contextual ones merged); None when the datastore cannot (no
+        ``read_relation_rows``) or the relation holds more than ``limit`` such usersets."""
+        native = getattr(self.ds, "read_relation_rows", None)  # optional in the protocol
+        if native is None:
+            return None
+        self.reads += 1
+        rows = await native(self.store_id, otype, oid, relation, names, refs, limit)
+        if rows is None:
+            return None
+        found = [k for k in rows if self.allowed(otype, k)]
+        ctx = self._ctx_by_object.get((f"{otype}:{oid}", relation)) if self._ctx_by_object else None
+        if ctx:
+            wanted = {f"{t}#{r}" for t, r in refs}
+            extra = [k for k in ctx if k.user in names or ("#" in k.user and user_kind(k.user) in wanted)]
+            if extra:
+                # A contextual tuple replaces a stored one with the same identity.
+                ids = set(extra)
+                found = [k for k in found if k not in ids] + extra
+        return found
+
     async def all(self, otype: str, oid: str, relation: str) -> list[TupleKey]:
         return await self._read((_ALL, otype, relation, None), oid)
 
@@ -353,9 +383,28 @@ class RequestReader:
         else:
             big = self.big_relations.get(otype, set())
             by_rel = {}
+            admitted = self._allowed
             for k in rows:
-                if k.relation not in big and self.allowed(otype, k):
-                    by_rel.setdefault(k.relation, []).append(k)
+                relation = k.relation
+                if relation in big:
+                    continue
+                # allowed(), inlined: Check runs this for every tuple of every object it reads.
+                user = k.user
+                hash_at = user.find("#")
+                if hash_at >= 0:
+                    kind = user[: user.index(":")] + user[hash_at:]
+                else:
+                    kind = user if user.endswith(":*") else user[: user.index(":")]
+                ck = (otype, relation, kind, k.condition_name)
+                ok = admitted.get(ck)
+                if ok is None:
+                    ok = admitted[ck] = self.ts.allows_key(k)
+                if ok:
+                    found = by_rel.get(relation)
+                    if found is None:
+                        by_rel[relation] = [k]
+                    else:
+                        found.append(k)
             for (cobj, rel), ctx_rows in self._ctx_by_object.items():
                 if cobj == obj and rel not in big:
                     ids = set(ctx_rows)

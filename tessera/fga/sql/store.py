@@ -518,6 +518,44 @@ class SQLDatastore:
             rows = await self._object_rows(select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1))
         return None if len(rows) > limit else rows
 
+    async def read_relation_rows(
+        self,
+        store_id: str,
+        object_type: str,
+        object_id: str,
+        relation: str,
+        users: Sequence[str],
+        usersets: Sequence[tuple[str, str]],
+        limit: int,
+    ) -> list[TupleKey] | None:
+        """One object's tuples on ``relation`` whose user is one of ``users`` (index probes) or any userset
+        of one of the ``usersets`` (type, relation) kinds (a primary-key range per kind), or None when the
+        usersets are more than ``limit``. Check reads a relation too big to prefetch (an organisation's
+        members) with it when the user is in many sets of a kind: the relation's few sets of the kind in one
+        range cost less than a probe for each of the user's."""
+        kinds = list(dict.fromkeys(usersets))
+        if self._hot is not None:
+            return self._hot.relation_rows(store_id, object_type, object_id, relation, users, kinds, limit)
+        head = [
+            _t.store_id == store_id,
+            _t.object_type == object_type,
+            _t.object_id == object_id,
+            _t.relation == relation,
+        ]
+        async with self.db.read() as conn:
+            rows: list[Any] = []
+            if kinds:
+                kind_terms = [and_(_t.user_type == ty, _t.user_relation == rel) for ty, rel in kinds]
+                stmt = select(*_TUPLE_COLUMNS).where(*head, or_(*kind_terms)).limit(limit + 1)
+                rows = list((await conn.execute(stmt)).all())
+                if len(rows) > limit:
+                    return None
+            if users:
+                rows += (await conn.execute(select(*_TUPLE_COLUMNS).where(*head, _users_clause(users)))).all()
+        # A userset among ``users`` of one of the kinds comes from both statements: keep it once.
+        unique = {(r.user_type, r.user_id, r.user_relation): r for r in rows}
+        return [_key(r) for r in unique.values()]
+
     async def read_page(
         self, store_id: str, flt: ReadFilter, page_size: int, continuation: str | None
     ) -> tuple[list[StoredTuple], str | None]:
@@ -937,6 +975,39 @@ class _SQLiteHotReads:
         if not any(row[3] for row in rows):
             return rows
         return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
+
+    def relation_rows(
+        self,
+        store_id: str,
+        object_type: str,
+        object_id: str,
+        relation: str,
+        users: Sequence[str],
+        kinds: list[tuple[str, str]],
+        limit: int,
+    ) -> list[TupleKey] | None:
+        head = _SELECT_TUPLES.replace("relation = ? AND ", "relation = ? AND object_id = ? AND ")
+        head_params = (store_id, object_type, relation, object_id)
+        # The last column tells the parts apart: 0 for the users' probes, 1 for the kinds' ranges. Only
+        # placeholders are formatted in; every value is a parameter.
+        tagged = "SELECT *, {} FROM ({})"
+        parts: list[str] = []
+        params: list[Any] = []
+        if users:
+            sql, params = _sqlite_per_group(head, head_params, users)
+            parts.append(tagged.format(0, sql))
+        for utype, urel in kinds:
+            # Each kind's range is bounded on its own, so one kind's thousands of sets stop at the limit.
+            parts.append(tagged.format(1, head + " user_type = ? AND user_relation = ? LIMIT ?"))
+            params += [*head_params, utype, urel, limit + 1]
+        if not parts:
+            return []
+        rows = self._db().execute(" UNION ALL ".join(parts), params).fetchall()
+        if sum(r[5] for r in rows) > limit:
+            return None
+        # A userset among ``users`` of one of the kinds comes from both parts: keep it once.
+        unique = {r[2]: r[:5] for r in rows}
+        return _sqlite_keys(list(unique.values()))
 
     def users_rows(
         self, store_id: str, object_type: str, relations: list[str], users: Sequence[str], limit: int
