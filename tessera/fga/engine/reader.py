@@ -492,6 +492,8 @@ class RequestReader:
         self.reads += 1
         rows = await self.ds.read_by_users(self.store_id, otype, relation, list(users))
         out = [k for k in rows if self.allowed(otype, k)]
+        if not self._ctx_by_user:
+            return out
         seen = set(out)
         for u in users:
             for k in self._ctx_by_user.get((otype, relation, u), ()):

@@ -433,4 +433,9 @@ async def _many_teams(ds: Datastore, org_teams: int, monkeypatch: pytest.MonkeyP
         key = TupleKey(repo, "reader", "user:t")
         assert await _answer(with_plans, store_id, key) is expected
         assert await _answer(without, store_id, key) is expected
-    assert counts == {"answered": 2, "handed back": 0}
+    # A contextual tuple on the big relation counts as a stored one would.
+    ctx = [tk("organization:o", "member", "team:3#member")]
+    key = TupleKey("repo:r", "reader", "user:t")
+    assert await _answer(with_plans, store_id, key, contextual_tuples=ctx) is True
+    assert await _answer(without, store_id, key, contextual_tuples=ctx) is True
+    assert counts == {"answered": 3, "handed back": 0}
