@@ -21,6 +21,17 @@ class RegistrationPolicy(StrEnum):
     OFF = "off"
 
 
+# URL scheme -> the SQLAlchemy asyncio dialect+driver Tessera uses for it.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+_DATABASE_URL_FORMS = "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TESSERA_", extra="ignore")
 
@@ -129,6 +140,21 @@ class Settings(BaseSettings):
     def _issuer_has_no_trailing_slash(cls, value: str) -> str:
         # OIDC Discovery 1.0 section 4.3: the issuer must match exactly; one spelling avoids a mismatch.
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_has_an_async_driver(cls, value: str) -> str:
+        # Tessera runs on SQLAlchemy's asyncio drivers only. The URLs people copy from elsewhere name the
+        # database without a driver (sqlite:///x.db, postgresql://..., postgres://... as Heroku-style
+        # DATABASE_URLs do): those get the async driver; anything else is refused here, in one clear line,
+        # rather than as a driver import error deep in start-up.
+        scheme, sep, rest = value.partition("://")
+        if not sep:
+            raise ValueError(f"not a database URL: {value!r} (expected {_DATABASE_URL_FORMS})")
+        driver = _ASYNC_DRIVERS.get(scheme.lower())
+        if driver is None:
+            raise ValueError(f"unsupported database {scheme!r}: use {_DATABASE_URL_FORMS}")
+        return f"{driver}://{rest}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from tessera.core.errors import TesseraError
 from tessera.services import Services
@@ -41,6 +42,7 @@ def run_with_services(
 
         services = Services(settings)
         try:
+            await services.db.probe()  # an unreachable database: one line, not a traceback
             if migrate:
                 await upgrade(services.db)
             return await work(services)
@@ -52,6 +54,16 @@ def run_with_services(
     except TesseraError as exc:
         typer.secho(f"error: {exc.description or exc.code}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
+
+
+def settings_error_lines(exc: ValidationError) -> list[str]:
+    """One line per invalid setting, naming its variable (flags carry the same names)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"error: invalid setting {field} (TESSERA_{field.upper()}): {message}")
+    return lines
 
 
 def print_record(record: dict[str, Any], *, as_json: bool) -> None:

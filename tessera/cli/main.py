@@ -79,7 +79,20 @@ def _root(
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        # Settings are read when a command starts (flags over TESSERA_* variables): a bad value is the
+        # user's input, so it is said in words, not as pydantic's traceback. Other models' errors are bugs.
+        if exc.title != "Settings":
+            raise
+        from tessera.cli.common import settings_error_lines
+
+        for line in settings_error_lines(exc):
+            typer.secho(line, fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,15 +12,36 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from tessera.core.errors import TesseraError
+
+
+class DatabaseUnavailable(TesseraError):
+    """The database cannot be opened or reached: a deployment problem, said in one line."""
+
+    code = "database_unavailable"
+    status_code = 503
+
+
+def redacted_url(url: str) -> str:
+    """The URL as it may be printed: without its password."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.partition("://")[0] + "://..."
 
 
 def _prepare_sqlite_path(url: str) -> None:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot create the folder of the database file {url}: {exc}") from exc
 
 
 def _sqlite_engine(url: str, *, begin: str, echo: bool) -> AsyncEngine:
@@ -89,6 +110,17 @@ class Database:
         """A connection for reads (a consistent snapshot for the block's duration)."""
         async with self.read_engine.connect() as conn:
             yield conn
+
+    async def probe(self) -> None:
+        """Open one connection and run ``SELECT 1``, so that a wrong host, port, password, database name or
+        file path surfaces as :class:`DatabaseUnavailable` naming the URL, not as a driver's traceback."""
+        try:
+            async with self.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OSError, DBAPIError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            said = str(reason).strip() or type(reason).__name__
+            raise DatabaseUnavailable(f"cannot open the database {redacted_url(self.url)}: {said}") from exc
 
     async def dispose(self) -> None:
         await self.engine.dispose()
