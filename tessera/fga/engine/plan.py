@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tessera.fga.engine.errors import FGAError
-from tessera.fga.engine.tuples import User
+from tessera.fga.engine.tuples import TupleKey, User
 from tessera.fga.engine.typesystem import Computed, This, TupleToUserset, TypeSystem, Union
 
 if TYPE_CHECKING:
@@ -253,6 +253,21 @@ class _Nesting:
                 self._steps = merged
         return self._steps
 
+    def bound(self) -> int:
+        """At least how many sets the user is in (the ancestor maps' sizes added up), without merging."""
+        return sum(len(self.index.ancestors(start)) for start in self.starts)
+
+    def step(self, sid: str) -> int | None:
+        """The fewest steps from one of the user's direct sets up to ``sid``; None when above none."""
+        if self._steps is not None:
+            return self._steps.get(sid)
+        best: int | None = None
+        for start in self.starts:
+            steps = self.index.ancestors(start).get(sid)
+            if steps is not None and (best is None or steps < best):
+                best = steps
+        return best
+
 
 class _Search:
     """One evaluation of a plan: the objects still to visit and what is known of the user's sets."""
@@ -273,11 +288,15 @@ class _Search:
         self.todo: list[tuple[Node, str]] = []
         # Nesting kind -> the user's sets of it from the store's index, or None: use the request's closure.
         self.nesting: dict[tuple[str, str], _Nesting | None] = {}
+        # Kind ("team#member") -> how every set of it is answered, once that is settled for the request: a
+        # closure, or the user's sets from the nesting index.
+        self.known: dict[str, Any] = {}
 
     async def run(self, oid: str) -> bool | None:
         reader = self.reader
         me, wild = self.me, self.wild
         big_relations = reader.big_relations
+        known = self.known
         seen: set[tuple[Node, str]] = set()
         todo = self.todo
         todo.append((self.plan.root, oid))
@@ -310,7 +329,12 @@ class _Search:
                             continue
                         if k.condition_name:
                             return None
-                        verdict = await self._member(node, kind, st, sid, srel)
+                        how = known.get(kind)
+                        if how is not None:
+                            # The kind's sets are settled for the request: a lookup, no coroutine.
+                            verdict = self._in_known(how, sid)
+                        else:
+                            verdict = await self._member(node, kind, st, sid, srel)
                         if verdict != _NO:
                             return None if verdict == _UNSURE else True
             for tupleset, parents in node.ttus:
@@ -337,7 +361,7 @@ class _Search:
         cl = res.closures.get((st, srel), _MISSING)
         if cl is _MISSING:
             if sub is None:
-                verdict = await self._nested(st, sid, srel)
+                verdict = await self._nested(kind, st, sid, srel)
                 if verdict is not None:
                     return verdict
             elif self.forward_first(res, st, sid, srel):
@@ -352,9 +376,10 @@ class _Search:
                 return _UNSURE  # a nesting kind the checker would walk forwards, level by level
             self.todo.append((sub, sid))
             return _NO
+        self.known[kind] = cl
         return self._in_known(cl, sid)
 
-    async def _nested(self, st: str, sid: str, srel: str) -> int | None:
+    async def _nested(self, kind: str, st: str, sid: str, srel: str) -> int | None:
         """Whether the user is in the nesting set ``st:sid#srel``: the set is an ancestor of one of the
         user's direct sets in the store's nesting index, at the fewest steps from one (what the request's
         closure of the kind holds, without building it); None when the closure must be asked."""
@@ -364,6 +389,7 @@ class _Search:
             found = self.nesting[key] = await self._nesting_starts(st, srel)
         if found is None:
             return None
+        self.known[kind] = found
         return self._in_known(found, sid)
 
     def _in_known(self, how: Any, sid: str) -> int:
@@ -371,7 +397,7 @@ class _Search:
         and the user's direct sets of the kind (in at the fewest steps up from one of them)."""
         best: int | None
         if isinstance(how, _Nesting):
-            best = how.steps().get(sid)
+            best = how.step(sid)
         else:
             if sid in how.maybe:
                 return _UNSURE
@@ -402,7 +428,7 @@ class _Search:
                     return None
                 starts.append(k.object.partition(":")[2])
         found = _Nesting(index, starts)
-        if len(found.steps()) > res.closure_max_facts:
+        if found.bound() > res.closure_max_facts and len(found.steps()) > res.closure_max_facts:
             return None
         return found
 
@@ -413,9 +439,11 @@ class _Search:
         otherwise the user's names and then the relation's usersets."""
         res, reader, me, wild = self.res, self.reader, self.me, self.wild
         names = ((me,) if d.by_user else ()) + ((wild,) if d.by_wildcard else ())
-        sets: list[str] | None = []
-        # Kind -> how the user's sets of it are known: a closure, or (index, the user's direct sets).
-        known: dict[str, Any] = {}
+        # Kind -> how the user's sets of it are known (a closure, or from the nesting index), when every
+        # kind's are; and at least how many sets that is.
+        known: dict[str, Any] | None = {}
+        count = 0
+        rows: list[TupleKey] | None = None
         for st, srel in d.refs:
             kind = f"{st}#{srel}"
             cl = res.closures.get((st, srel), _MISSING)
@@ -424,35 +452,37 @@ class _Search:
                 if found is _MISSING:
                     found = self.nesting[(st, srel)] = await self._nesting_starts(st, srel)
                 if found is not None:
-                    known[kind] = found
-                    if sets is not None:
-                        sets += [f"{st}:{sid}#{srel}" for sid in found.steps()]
-                        if len(sets) > _MAX_KNOWN_SETS:
-                            sets = None
+                    if known is not None:
+                        known[kind] = found
+                        count += found.bound()
                     continue
                 try:
                     cl = await res.closure(st, srel)
                 except FGAError:
                     return _UNSURE
-            if cl is _MISSING or cl is None or cl.maybe or sets is None:
-                sets = None
+            if cl is _MISSING or cl is None or cl.maybe or known is None:
+                known = None
                 continue
             known[kind] = cl
-            sets += [f"{st}:{sid}#{srel}" for sid in cl.sure]
-            if len(sets) > _MAX_KNOWN_SETS:
-                sets = None
-        if sets is not None:
-            if not names and not sets:
+            count += len(cl.sure)
+        if known is not None:
+            if not names and not count:
                 return _NO
-            rows = None
-            if len(sets) > _MAX_PROBED_SETS:
+            if count > _MAX_PROBED_SETS:
                 # The user is in many sets of the kinds: the relation's own sets of those kinds are usually
                 # fewer (an organisation's teams against its members), one range each instead of a probe each.
                 rows = await reader.named_and_usersets(
                     node.type, oid, d.relation, names, d.refs, _MAX_KNOWN_SETS
                 )
             if rows is None:
-                rows = await reader.direct(node.type, oid, d.relation, names + tuple(sets))
+                sets = [
+                    f"{kind.partition('#')[0]}:{sid}#{kind.partition('#')[2]}"
+                    for kind, how in known.items()
+                    for sid in (how.steps() if isinstance(how, _Nesting) else how.sure)
+                ]
+                if len(sets) <= _MAX_KNOWN_SETS:
+                    rows = await reader.direct(node.type, oid, d.relation, names + tuple(sets))
+        if known is not None and rows is not None:
             for k in rows:
                 if k.condition_name:
                     return _UNSURE
