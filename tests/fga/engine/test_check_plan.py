@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import tessera.fga.engine.check as check_module
+import tessera.fga.engine.plan as plan_module
 from tessera.fga.engine.check import CachedChecker, LocalChecker
 from tessera.fga.engine.errors import FGAError
 from tessera.fga.engine.memory import MemoryDatastore
@@ -107,9 +108,11 @@ def generated_tuples(rng: random.Random, refs: dict[str, dict[str, list[str]]]) 
     return list(out.values())
 
 
-async def _services(ds: Datastore, dsl: str, tuples: list[TupleKey]) -> tuple[FGAService, FGAService, str]:
+async def _services(
+    ds: Datastore, dsl: str, tuples: list[TupleKey], object_prefetch: int = 100
+) -> tuple[FGAService, FGAService, str]:
     """Two services on one store: with plans (the default) and without."""
-    config = EngineConfig(check_cache_ttl=0)
+    config = EngineConfig(check_cache_ttl=0, object_prefetch=object_prefetch)
     with_plans = FGAService(ds, config=config)
     without = FGAService(ds, config=config)
     without.checker = LocalChecker(plans=False)
@@ -155,7 +158,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
-async def _agree(ds: Datastore, seed: int) -> tuple[int, int]:
+async def _agree(ds: Datastore, seed: int, object_prefetch: int = 100) -> tuple[int, int]:
     """Every check of every relation of every object for every user, with and without plans; returns
     (checks, allowed ones)."""
     rng = random.Random(seed)
@@ -169,7 +172,7 @@ async def _agree(ds: Datastore, seed: int) -> tuple[int, int]:
     else:
         pytest.skip("no valid model drawn")
     tuples = generated_tuples(rng, refs)
-    with_plans, without, store_id = await _services(ds, dsl, tuples)
+    with_plans, without, store_id = await _services(ds, dsl, tuples, object_prefetch)
     checks = allowed = 0
     for tname, rels in refs.items():
         for rname in [*rels, "member"] if tname == "team" else rels:
@@ -194,6 +197,33 @@ async def test_plans_agree_with_the_rules_walk_in_memory(seed: int, monkeypatch:
     # Most generated relations are plain unions: the plans must have answered some checks themselves.
     if seed == 0:
         assert counts["answered"] > 0
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+@pytest.mark.parametrize("seed", range(200, 230))
+async def test_plans_agree_on_objects_too_big_to_prefetch(
+    seed: int, ranges: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a prefetch of two tuples most objects are big: relations are read one by one, and the plan's
+    reads of big relations are the ones answering: probes of the user's sets, or (``ranges``: from the
+    first set on) the relation's usersets of the kinds by range."""
+    if ranges:
+        monkeypatch.setattr(plan_module, "_MAX_PROBED_SETS", 0)
+    await _agree(MemoryDatastore(), seed, object_prefetch=2)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+async def test_plans_agree_on_objects_too_big_to_prefetch_in_sql(
+    database: Database, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.core.clock import Clock
+
+    monkeypatch.setattr(plan_module, "_MAX_PROBED_SETS", seed - 4)
+    ds = SQLDatastore(database, Clock())
+    try:
+        await _agree(ds, seed, object_prefetch=2)
+    finally:
+        await ds.aclose()
 
 
 async def test_plans_answer_most_generated_checks(monkeypatch: pytest.MonkeyPatch) -> None:
