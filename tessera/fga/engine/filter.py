@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
+from tessera.fga.engine.links import LinkIndex, as_rows
 from tessera.fga.engine.reader import LayerRow
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import (
@@ -45,6 +46,9 @@ _PROBE_COST = 8
 # Consecutive reads from the user's side that exceeded their budget on a type before it is tried seldom.
 _OWN_MISSES = 3
 _OWN_RETRY = 16
+# A user's own tuples (naming the user or the wildcard) on one type read beside the link index at most;
+# past it the type is read from the candidates' side.
+_OWN_LIMIT = 10_000
 
 
 async def check_many(
@@ -83,6 +87,7 @@ async def filter_ids(
     *,
     reverse_budget: int = 1_000,
     probe_cost: int = _PROBE_COST,
+    links: LinkIndex | None = None,
 ) -> set[str]:
     """The ids among ``object_ids`` that ``res.user`` has ``relation`` with.
 
@@ -105,7 +110,8 @@ async def filter_ids(
         was = res.reader.batching
         res.reader.batching = True
         try:
-            return await SetEvaluator(res, probe_cost).relation(object_type, set(ids), relation, 0)
+            evaluator = SetEvaluator(res, probe_cost, links)
+            return await evaluator.relation(object_type, set(ids), relation, 0)
         except _Fallback:
             pass
         finally:
@@ -143,9 +149,14 @@ class SetEvaluator:
     Anything unusual (an undecided membership, a condition error, the depth limit) raises :class:`_Fallback`
     and the caller resolves per object, so answers and errors stay exactly Check's."""
 
-    def __init__(self, res: Resolution, probe_cost: int = _PROBE_COST) -> None:
+    def __init__(
+        self, res: Resolution, probe_cost: int = _PROBE_COST, links: LinkIndex | None = None
+    ) -> None:
         self.res = res
         self.probe_cost = probe_cost
+        self.links = links
+        # Per object type: the user's own tuples (naming the user or the wildcard) read beside the index.
+        self._own_index: dict[str, dict[str, dict[str, list[LayerRow]]] | None] = {}
         # (type, relation) -> (ids decided, the ids among them that are in the relation).
         self.memo: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
         # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
@@ -234,8 +245,16 @@ class SetEvaluator:
         if not todo:
             return
         reader = self.res.reader
+        got: dict[str, dict[str, list[LayerRow]]] | None = None
+        if self.links is not None:
+            got = await self._indexed(otype, plan, todo)
+            if got is not None:
+                rows = self._rows.setdefault(otype, {})
+                for relation, by_id in got.items():
+                    rows.setdefault(relation, {}).update(by_id)
+                done |= todo
+                return
         own = await self._own_rows(otype, plan, len(todo))
-        got: dict[str, dict[str, list[LayerRow]]] | None
         if own is None:
             got = await reader.objects_many(otype, sorted(todo), *plan)
         else:
@@ -252,6 +271,92 @@ class SetEvaluator:
         for relation, by_id in got.items():
             rows.setdefault(relation, {}).update(by_id)
         done |= todo
+
+    async def _indexed(
+        self, otype: str, plan: tuple[list[str], list[str], list[tuple[str, str]]], todo: set[str]
+    ) -> dict[str, dict[str, list[LayerRow]]] | None:
+        """The planned rows of ``todo`` (see :meth:`_plan`) from the link index: the tupleset links and
+        the grants to the user's sets (or to the kinds read whole) from memory, the tuples naming the user
+        or the wildcard from the reverse index, once per request and type. None when the index cannot
+        answer (contextual tuples on the type, a relation it lacks, a user with too many own tuples): the
+        candidates' side is read instead."""
+        links, reader, ts = self.links, self.res.reader, self.res.ts
+        assert links is not None
+        if not reader.reads_users(otype):
+            return None
+        tuplesets, names, whole = plan
+        granting = self._granting.get(otype, [])
+        if otype in self._own_index:
+            own = self._own_index[otype]
+        else:
+            plain = [n for n in names if "#" not in n]
+            own = (
+                {}
+                if not plain or not granting
+                else await reader.users_many(otype, granting, plain, _OWN_LIMIT)
+            )
+            self._own_index[otype] = own
+        if own is None:
+            return None
+        if whole:
+            return None  # every userset tuple of a kind: the candidates' side reads that
+        sets = [n for n in names if "#" in n]
+        admitted = ts.cache.setdefault("allowed", {})
+        out: dict[str, dict[str, list[LayerRow]]] = {}
+
+        def admit(oid: str, relation: str, user: str, cname: str | None) -> bool:
+            hash_at = user.find("#")
+            if hash_at >= 0:
+                kind = user[: user.index(":")] + user[hash_at:]
+            else:
+                kind = user if user.endswith(":*") else user[: user.index(":")]
+            ok = admitted.get((otype, relation, kind, cname))
+            if ok is None:
+                ok = reader.allowed(otype, TupleKey(f"{otype}:{oid}", relation, user, cname))
+            return bool(ok)
+
+        for relation in tuplesets:
+            links_of = links.links.get((otype, relation))
+            if links_of is None:
+                return None
+            by_id: dict[str, list[LayerRow]] = {}
+            for i in todo:
+                entry = links_of.get(i)
+                if entry is None:
+                    continue
+                kept = [row for row in as_rows(entry) if admit(i, relation, row[0], row[1])]
+                if kept:
+                    by_id[i] = kept
+            if by_id:
+                out[relation] = by_id
+        types = ts.types[otype]
+        for relation in granting:
+            by_id = {}
+            if sets and types[relation].userset_refs:
+                grants_of = links.sets.get((otype, relation))
+                if grants_of is None:
+                    return None
+                for name in sets:
+                    grants = grants_of.get(name)
+                    if not grants:
+                        continue
+                    # The set's grants among the candidates: one C-level intersection of two hash sets.
+                    for i in grants.keys() & todo:
+                        cond = grants[i]
+                        row: LayerRow = (name, None, None) if cond is None else (name, cond[0], cond[1])
+                        if admit(i, relation, name, row[1]):
+                            found = by_id.get(i)
+                            if found is None:
+                                by_id[i] = [row]
+                            else:
+                                found.append(row)
+            mine = own.get(relation)
+            if mine:
+                for i, found in _among(mine, todo).items():
+                    by_id[i] = by_id.get(i, []) + found
+            if by_id:
+                out[relation] = by_id
+        return out
 
     async def _own_rows(
         self, otype: str, plan: tuple[list[str], list[str], list[tuple[str, str]]], objects: int

@@ -148,12 +148,16 @@ async def _per_object(
 
 
 CONFIGS = {
+    # The default: set at a time from the link index (engine/links.py).
     "default": EngineConfig(),
-    "sets only": EngineConfig(filter_reverse_budget=0),
-    "big types": EngineConfig(filter_reverse_budget=0, object_prefetch=1),
-    "no prefetch": EngineConfig(object_prefetch=0),
+    "index, no prefetch": EngineConfig(object_prefetch=0, filter_reverse_budget=0),
+    # Without the index: every layer from storage.
+    "storage": EngineConfig(filter_index_max=0),
+    "sets only": EngineConfig(filter_reverse_budget=0, filter_index_max=0),
+    "big types": EngineConfig(filter_reverse_budget=0, object_prefetch=1, filter_index_max=0),
+    "no prefetch": EngineConfig(object_prefetch=0, filter_index_max=0),
     # A layer's own tuples from the user's side (reverse index) whenever the evaluation allows.
-    "own side": EngineConfig(filter_probe_cost=0),
+    "own side": EngineConfig(filter_probe_cost=0, filter_index_max=0),
 }
 
 
