@@ -320,9 +320,18 @@ class SetEvaluator:
             if links_of is None:
                 return None
             by_id: dict[str, list[LayerRow]] = {}
+            link_types: dict[str, bool] = {}  # an object type -> whether a link to one is admitted
             for i in todo:
                 entry = links_of.get(i)
                 if entry is None:
+                    continue
+                if type(entry) is str and "#" not in entry and not entry.endswith(":*"):
+                    # The common link: one object, no condition; admitted by its type alone.
+                    ok = link_types.get(entry[: entry.index(":")])
+                    if ok is None:
+                        ok = link_types[entry[: entry.index(":")]] = admit(i, relation, entry, None)
+                    if ok:
+                        by_id[i] = [(entry, None, None)]
                     continue
                 kept = [row for row in as_rows(entry) if admit(i, relation, row[0], row[1])]
                 if kept:
