@@ -339,32 +339,41 @@ class SetEvaluator:
             if by_id:
                 out[relation] = by_id
         types = ts.types[otype]
+        with_sets = {r for r in granting if types[r].userset_refs} if sets else set()
+        if with_sets:
+            if not all((otype, r) in links.set_relations for r in with_sets):
+                return None
+            by_user = links.sets.get(otype, {})
+            for name in sets:
+                grants = by_user.get(name)
+                if not grants:
+                    continue
+                # The set's grants among the candidates, on every relation at once: one C-level
+                # intersection of two hash sets.
+                for i in grants.keys() & todo:
+                    held = grants[i]
+                    for grant in held if isinstance(held, list) else (held,):
+                        row: LayerRow
+                        if isinstance(grant, str):
+                            relation, row = grant, (name, None, None)
+                        else:
+                            relation, row = grant[0], (name, grant[1], grant[2])
+                        if relation not in with_sets or not admit(i, relation, name, row[1]):
+                            continue
+                        rel_rows = out.get(relation)
+                        if rel_rows is None:
+                            rel_rows = out[relation] = {}
+                        found = rel_rows.get(i)
+                        if found is None:
+                            rel_rows[i] = [row]
+                        else:
+                            found.append(row)
         for relation in granting:
-            by_id = {}
-            if sets and types[relation].userset_refs:
-                grants_of = links.sets.get((otype, relation))
-                if grants_of is None:
-                    return None
-                for name in sets:
-                    grants = grants_of.get(name)
-                    if not grants:
-                        continue
-                    # The set's grants among the candidates: one C-level intersection of two hash sets.
-                    for i in grants.keys() & todo:
-                        cond = grants[i]
-                        row: LayerRow = (name, None, None) if cond is None else (name, cond[0], cond[1])
-                        if admit(i, relation, name, row[1]):
-                            found = by_id.get(i)
-                            if found is None:
-                                by_id[i] = [row]
-                            else:
-                                found.append(row)
             mine = own.get(relation)
             if mine:
+                by_id = out.setdefault(relation, {})
                 for i, found in _among(mine, todo).items():
                     by_id[i] = by_id.get(i, []) + found
-            if by_id:
-                out[relation] = by_id
         return out
 
     async def _own_rows(

@@ -47,8 +47,10 @@ ChangeRow = tuple[int, str, str, str, str, bool, str | None, Mapping[str, Any] |
 Stored = str | tuple[str, str | None, Mapping[str, Any] | None]
 # An object's tuples on a links relation: one kept tuple, or a list of them.
 Entry = Stored | list[Stored]
-# A userset's grants on a set relation: object id -> None (no condition) or (condition name, context).
-Grants = dict[str, tuple[str, Mapping[str, Any] | None] | None]
+# A userset's grant on an object: the relation (no condition) or (relation, condition name, context); an
+# object's grants to one userset: one of those or a list of them.
+Grant = str | tuple[str, str | None, Mapping[str, Any] | None]
+Grants = dict[str, Grant | list[Grant]]
 LayerRow = tuple[str, str | None, Mapping[str, Any] | None]
 
 # Changes read per catch-up statement, and statements before a rebuild is the cheaper way.
@@ -116,15 +118,17 @@ def _user(stored: Stored) -> str:
 
 class LinkIndex:
     """One store's links and set grants (see the module docstring), as of changelog entry ``seq``: links
-    ``{(type, relation): {object id: entry}}`` (read forwards, from the candidates), set grants ``{(type,
-    relation): {userset: {object id: condition}}}`` (read from the user's sets, a handful per request,
-    each intersected with the candidates in one set operation)."""
+    ``{(type, relation): {object id: entry}}`` (read forwards, from the candidates), set grants ``{type:
+    {userset: {object id: grants}}}`` for the relations in ``set_relations`` (read from the user's sets, a
+    handful per request, each intersected with a layer's candidates in one set operation, whatever the
+    relation)."""
 
     def __init__(self, store_id: str) -> None:
         self.store_id = store_id
         self.seq = 0
         self.links: dict[tuple[str, str], dict[str, Entry]] = {}
-        self.sets: dict[tuple[str, str], dict[str, Grants]] = {}
+        self.sets: dict[str, dict[str, Grants]] = {}
+        self.set_relations: set[tuple[str, str]] = set()
         self.size = 0  # tuples kept
         # Sequence numbers skipped over (not committed yet, or rolled back) -> when to stop asking.
         self.gaps: dict[int, float] = {}
@@ -133,16 +137,26 @@ class LinkIndex:
 
     def covers(self, ts: TypeSystem) -> bool:
         links, sets = slices(ts)
-        return links <= self.links.keys() and sets <= self.sets.keys()
+        return links <= self.links.keys() and sets <= self.set_relations
 
-    def load_sets(self, slice_: dict[str, Grants], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Add a scan's rows (object id, relation, user, condition name, context) to a new set slice."""
+    def load_sets(self, otype: str, relation: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Add a scan's rows (object id, relation, user, condition name, context) of a new set relation."""
         intern = sys.intern
+        by_user = self.sets.setdefault(otype, {})
+        rel = intern(relation)
         for oid, _, user, cname, cctx in rows:
-            grants = slice_.get(user)
+            grants = by_user.get(user)
             if grants is None:
-                grants = slice_[intern(user)] = {}
-            grants[intern(oid)] = None if not cname else (cname, cctx)
+                grants = by_user[intern(user)] = {}
+            grant: Grant = rel if not cname else (rel, cname, cctx)
+            cur = grants.get(oid)
+            if cur is None:
+                grants[intern(oid)] = grant
+            elif isinstance(cur, list):
+                cur.append(grant)
+            else:
+                grants[oid] = [cur, grant]
+        self.set_relations.add((otype, relation))
         self.size += len(rows)
 
     def load(self, slice_: dict[str, Entry], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -166,22 +180,26 @@ class LinkIndex:
         _, otype, oid, relation, user, deleted, cname, cctx = change
         sl = self.links.get((otype, relation))
         if sl is None:
-            rev = self.sets.get((otype, relation)) if "#" in user else None
-            if rev is None:
+            if "#" not in user or (otype, relation) not in self.set_relations:
                 return
-            grants = rev.get(user)
-            if deleted:
-                if grants is not None and oid in grants:
-                    del grants[oid]
-                    self.size -= 1
-                    if not grants:
-                        del rev[user]
-                return
-            if grants is None:
-                grants = rev[sys.intern(user)] = {}
-            if oid not in grants:
+            by_user = self.sets.setdefault(otype, {})
+            grants = by_user.get(user)
+            had = [] if grants is None or oid not in grants else grants[oid]
+            kept = had if isinstance(had, list) else [had]
+            rest = [g for g in kept if (g if isinstance(g, str) else g[0]) != relation]
+            self.size -= len(kept) - len(rest)
+            if not deleted:
+                rel = sys.intern(relation)
+                rest.append(rel if not cname else (rel, cname, cctx))
                 self.size += 1
-            grants[sys.intern(oid)] = None if not cname else (cname, cctx)
+            if rest:
+                if grants is None:
+                    grants = by_user[sys.intern(user)] = {}
+                grants[sys.intern(oid)] = rest[0] if len(rest) == 1 else rest
+            elif grants is not None:
+                grants.pop(oid, None)
+                if not grants:
+                    del by_user[user]
             return
         cur = sl.get(oid)
         kept = [] if cur is None else [cur] if not isinstance(cur, list) else cur
@@ -273,13 +291,13 @@ class LinkIndexes:
             if rows is None:
                 return None
             idx.load(idx.links.setdefault(key, {}), rows)
-        for key in sorted(sets - idx.sets.keys()):
+        for key in sorted(sets - idx.set_relations):
             rows = await ds.read_relation_rows(
                 store_id, *key, usersets_only=True, limit=max(self.max_tuples - idx.size, 0)
             )
             if rows is None:
                 return None
-            idx.load_sets(idx.sets.setdefault(key, {}), rows)
+            idx.load_sets(*key, rows)
         # Changes committed during the scans: some are in them already, and applying them again is harmless.
         if not await self._catch_up(ds, idx):
             return None

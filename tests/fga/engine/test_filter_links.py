@@ -249,10 +249,10 @@ async def test_catch_up_asks_again_for_numbers_skipped_by_an_uncommitted_writer(
         first.checked = 0.0
         again = await indexes.current(ds, sid, ts)
         assert again is first and hidden in first.gaps
-        assert "r2" in first.sets[("repo", "reader")]["team:t2#member"]
+        assert "r2" in first.sets["repo"]["team:t2#member"]
         ds.read_changes_after = read  # type: ignore[method-assign]
         await indexes.current(ds, sid, ts)
-        assert hidden not in first.gaps and "r3" in first.sets[("repo", "reader")]["team:t2#member"]
+        assert hidden not in first.gaps and "r3" in first.sets["repo"]["team:t2#member"]
     finally:
         await ds.aclose()
 
