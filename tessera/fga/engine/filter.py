@@ -289,11 +289,11 @@ class SetEvaluator:
         if otype in self._own_index:
             own = self._own_index[otype]
         else:
-            plain = [n for n in names if "#" not in n]
+            direct = [n for n in names if "#" not in n]
             own = (
                 {}
-                if not plain or not granting
-                else await reader.users_many(otype, granting, plain, _OWN_LIMIT)
+                if not direct or not granting
+                else await reader.users_many(otype, granting, direct, _OWN_LIMIT)
             )
             self._own_index[otype] = own
         if own is None:
@@ -320,18 +320,17 @@ class SetEvaluator:
             if links_of is None:
                 return None
             by_id: dict[str, list[LayerRow]] = {}
-            link_types: dict[str, bool] = {}  # an object type -> whether a link to one is admitted
+            # A plain link (a user string: an object, no condition) is admitted by its type alone; when every
+            # type the slice's plain links have named is, they are taken as they are.
+            plain = all(
+                admit("x", relation, f"{t}:x", None) for t in links.link_types.get((otype, relation), ())
+            )
             for i in todo:
                 entry = links_of.get(i)
                 if entry is None:
                     continue
-                if type(entry) is str and "#" not in entry and not entry.endswith(":*"):
-                    # The common link: one object, no condition; admitted by its type alone.
-                    ok = link_types.get(entry[: entry.index(":")])
-                    if ok is None:
-                        ok = link_types[entry[: entry.index(":")]] = admit(i, relation, entry, None)
-                    if ok:
-                        by_id[i] = [(entry, None, None)]
+                if plain and type(entry) is str:
+                    by_id[i] = [(entry, None, None)]
                     continue
                 kept = [row for row in as_rows(entry) if admit(i, relation, row[0], row[1])]
                 if kept:

@@ -43,7 +43,8 @@ from tessera.fga.engine.typesystem import Difference, Intersection, Rewrite, Tup
 # One changelog entry as the index reads it: (sequence number, object type, object id, relation, user,
 # deleted, condition name or None, condition context or None).
 ChangeRow = tuple[int, str, str, str, str, bool, str | None, Mapping[str, Any] | None]
-# A kept tuple: its user string when it has no condition, else (user, condition name, condition context).
+# A kept tuple: its user string when that is an object (``repo:r1``, not a userset or a wildcard) and it has
+# no condition, else (user, condition name, condition context).
 Stored = str | tuple[str, str | None, Mapping[str, Any] | None]
 # An object's tuples on a links relation: one kept tuple, or a list of them.
 Entry = Stored | list[Stored]
@@ -129,6 +130,8 @@ class LinkIndex:
         self.links: dict[tuple[str, str], dict[str, Entry]] = {}
         self.sets: dict[str, dict[str, Grants]] = {}
         self.set_relations: set[tuple[str, str]] = set()
+        # Per links slice: the types of the objects its plain tuples name (ever; only ever added to).
+        self.link_types: dict[tuple[str, str], set[str]] = {}
         self.size = 0  # tuples kept
         # Sequence numbers skipped over (not committed yet, or rolled back) -> when to stop asking.
         self.gaps: dict[int, float] = {}
@@ -159,11 +162,24 @@ class LinkIndex:
         self.set_relations.add((otype, relation))
         self.size += len(rows)
 
-    def load(self, slice_: dict[str, Entry], rows: Sequence[tuple[Any, ...]]) -> None:
+    def _stored(self, key: tuple[str, str], user: str, cname: str | None, cctx: Any) -> Stored:
+        """A links tuple as kept; the types of the plain ones (an object, no condition) are noted, so that a
+        layer admits them by type without looking at each."""
+        user = sys.intern(user)
+        if cname or "#" in user or user.endswith(":*"):
+            return (user, cname or None, cctx)
+        types = self.link_types.get(key)
+        if types is None:
+            types = self.link_types[key] = set()
+        types.add(user[: user.index(":")])
+        return user
+
+    def load(self, key: tuple[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
         """Add a scan's rows (object id, relation, user, condition name, context) to a new links slice."""
         intern = sys.intern
+        slice_ = self.links.setdefault(key, {})
         for oid, _, user, cname, cctx in rows:
-            stored: Stored = intern(user) if not cname else (intern(user), cname, cctx)
+            stored = self._stored(key, user, cname, cctx)
             oid = intern(oid)
             cur = slice_.get(oid)
             if cur is None:
@@ -206,8 +222,7 @@ class LinkIndex:
         rest = [s for s in kept if _user(s) != user]
         self.size -= len(kept) - len(rest)
         if not deleted:
-            user = sys.intern(user)
-            rest.append(user if not cname else (user, cname, cctx))
+            rest.append(self._stored((otype, relation), user, cname, cctx))
             self.size += 1
         if not rest:
             sl.pop(oid, None)
@@ -290,7 +305,7 @@ class LinkIndexes:
             )
             if rows is None:
                 return None
-            idx.load(idx.links.setdefault(key, {}), rows)
+            idx.load(key, rows)
         for key in sorted(sets - idx.set_relations):
             rows = await ds.read_relation_rows(
                 store_id, *key, usersets_only=True, limit=max(self.max_tuples - idx.size, 0)
