@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
-from tessera.fga.engine.links import LinkIndex, as_rows
+from tessera.fga.engine.links import LinkIndex, as_rows, is_set, slices
 from tessera.fga.engine.reader import LayerRow
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import (
@@ -276,8 +276,8 @@ class SetEvaluator:
         self, otype: str, plan: tuple[list[str], list[str], list[tuple[str, str]]], todo: set[str]
     ) -> dict[str, dict[str, list[LayerRow]]] | None:
         """The planned rows of ``todo`` (see :meth:`_plan`) from the link index: the tupleset links and
-        the grants to the user's sets (or to the kinds read whole) from memory, the tuples naming the user
-        or the wildcard from the reverse index, once per request and type. None when the index cannot
+        the grants to the user's sets and the wildcard from memory, the tuples naming the user from the
+        reverse index, once per request and type. None when the index cannot
         answer (contextual tuples on the type, a relation it lacks, a user with too many own tuples): the
         candidates' side is read instead."""
         links, reader, ts = self.links, self.res.reader, self.res.ts
@@ -289,7 +289,7 @@ class SetEvaluator:
         if otype in self._own_index:
             own = self._own_index[otype]
         else:
-            direct = [n for n in names if "#" not in n]
+            direct = [n for n in names if not is_set(n)]
             own = (
                 {}
                 if not direct or not granting
@@ -300,7 +300,7 @@ class SetEvaluator:
             return None
         if whole:
             return None  # every userset tuple of a kind: the candidates' side reads that
-        sets = [n for n in names if "#" in n]
+        sets = [n for n in names if is_set(n)]
         admitted = ts.cache.setdefault("allowed", {})
         out: dict[str, dict[str, list[LayerRow]]] = {}
 
@@ -337,8 +337,8 @@ class SetEvaluator:
                     by_id[i] = kept
             if by_id:
                 out[relation] = by_id
-        types = ts.types[otype]
-        with_sets = {r for r in granting if types[r].userset_refs} if sets else set()
+        wanted = slices(ts)[1]
+        with_sets = {r for r in granting if (otype, r) in wanted} if sets else set()
         if with_sets:
             if not all((otype, r) in links.set_relations for r in with_sets):
                 return None

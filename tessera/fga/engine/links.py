@@ -8,11 +8,11 @@ few hundred per filter. This index keeps exactly those two kinds of tuples in me
 model of the store can use them on:
 
 * links: every tuple of a tupleset relation (whatever its user);
-* sets: every tuple whose user is a userset (``team:t#member``) on a relation whose type restrictions admit
-  usersets.
+* sets: every tuple whose user is a set of users, a userset (``team:t#member``) or a wildcard (``user:*``),
+  on a relation whose type restrictions admit either.
 
-Tuples naming a user directly (``user:jon``, ``user:*``) are not kept: they are most of a store, and the
-filter reads a user's own from the reverse index in one statement per type.
+Tuples naming one user (``user:jon``) are not kept: they are most of a store, and the filter reads a user's
+own from the reverse index in one statement per type.
 
 The index is raw storage, not a model's view: rows are admitted by the request's model when they are read
 (as every read of the engine does), so a new model reuses it and only adds the slices it needs.
@@ -69,7 +69,7 @@ class LinkSource(Protocol):
     datastores have them)."""
 
     async def read_relation_rows(
-        self, store_id: str, object_type: str, relation: str, *, usersets_only: bool, limit: int
+        self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
     ) -> Any: ...
 
     async def read_changes_after(
@@ -79,7 +79,7 @@ class LinkSource(Protocol):
 
 def slices(ts: TypeSystem) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
     """(link slices, set slices) a model needs: every tupleset relation of every type, and every relation
-    that admits usersets and is not a tupleset (whose links slice holds its usersets already)."""
+    that admits usersets or wildcards and is not a tupleset (whose links slice holds them already)."""
     memo = ts.cache.setdefault("link_slices", {})
     hit: tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] | None = memo.get("slices")
     if hit is not None:
@@ -97,7 +97,7 @@ def slices(ts: TypeSystem) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[
                     stack.extend(rw.children)
                 elif isinstance(rw, Difference):
                     stack += [rw.base, rw.subtract]
-            if rel.userset_refs:
+            if rel.userset_refs or any(r.wildcard for r in rel.directly_related):
                 sets.add((otype, name))
     out = (frozenset(links), frozenset(sets - links))
     memo["slices"] = out
@@ -111,6 +111,12 @@ def as_rows(entry: Entry) -> list[LayerRow]:
     if isinstance(entry, tuple):
         return [entry]
     return [(s, None, None) if isinstance(s, str) else s for s in entry]
+
+
+def is_set(user: str) -> bool:
+    """Whether a user string stands for a set of users: a userset (``team:t1#member``) or a wildcard
+    (``user:*``). Their grants are what the set slices keep."""
+    return "#" in user or user.endswith(":*")
 
 
 def _user(stored: Stored) -> str:
@@ -196,7 +202,7 @@ class LinkIndex:
         _, otype, oid, relation, user, deleted, cname, cctx = change
         sl = self.links.get((otype, relation))
         if sl is None:
-            if "#" not in user or (otype, relation) not in self.set_relations:
+            if not is_set(user) or (otype, relation) not in self.set_relations:
                 return
             by_user = self.sets.setdefault(otype, {})
             grants = by_user.get(user)
@@ -301,14 +307,14 @@ class LinkIndexes:
         links, sets = slices(ts)
         for key in sorted(links - idx.links.keys()):
             rows = await ds.read_relation_rows(
-                store_id, *key, usersets_only=False, limit=max(self.max_tuples - idx.size, 0)
+                store_id, *key, sets_only=False, limit=max(self.max_tuples - idx.size, 0)
             )
             if rows is None:
                 return None
             idx.load(key, rows)
         for key in sorted(sets - idx.set_relations):
             rows = await ds.read_relation_rows(
-                store_id, *key, usersets_only=True, limit=max(self.max_tuples - idx.size, 0)
+                store_id, *key, sets_only=True, limit=max(self.max_tuples - idx.size, 0)
             )
             if rows is None:
                 return None

@@ -210,13 +210,17 @@ class MemoryDatastore:
         return out
 
     async def read_relation_rows(
-        self, store_id: str, object_type: str, relation: str, *, usersets_only: bool, limit: int
+        self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
     ) -> list[ObjectRow] | None:
         s = self._get(store_id)
         out: list[ObjectRow] = []
         prefix = object_type + ":"
         for (obj, rel, user), (_, st) in s.tuples.items():
-            if rel != relation or not obj.startswith(prefix) or (usersets_only and "#" not in user):
+            if (
+                rel != relation
+                or not obj.startswith(prefix)
+                or (sets_only and "#" not in user and not user.endswith(":*"))
+            ):
                 continue
             k = st.key
             out.append((obj[len(prefix) :], rel, user, k.condition_name, k.condition_context))

@@ -520,17 +520,18 @@ class SQLDatastore:
         return None if len(rows) > limit else rows
 
     async def read_relation_rows(
-        self, store_id: str, object_type: str, relation: str, *, usersets_only: bool, limit: int
+        self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
     ) -> list[ObjectRow] | None:
-        """Every tuple of ``object_type`` objects on ``relation`` (only those whose user is a userset, with
-        ``usersets_only``) as :data:`ObjectRow` tuples, or None past ``limit``: one range of
-        ``ix_fga_tuples_reverse`` (the RAG filter's link index, engine/links.py, is built from these)."""
+        """Every tuple of ``object_type`` objects on ``relation`` (with ``sets_only``, only those whose user
+        is a set of users: a userset or a wildcard) as :data:`ObjectRow` tuples, or None past ``limit``: one
+        range of ``ix_fga_tuples_reverse`` (the RAG filter's link index, engine/links.py, is built from
+        these)."""
         if self._hot is not None:
-            hot = self._hot.relation_rows(store_id, object_type, relation, usersets_only, limit + 1)
+            hot = self._hot.relation_rows(store_id, object_type, relation, sets_only, limit + 1)
             return None if len(hot) > limit else hot
         conds: list[Any] = [_t.store_id == store_id, _t.object_type == object_type, _t.relation == relation]
-        if usersets_only:
-            conds.append(_t.user_relation != "")
+        if sets_only:
+            conds.append(or_(_t.user_relation != "", _t.user_id == "*"))
         rows = await self._object_rows(select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1))
         return None if len(rows) > limit else rows
 
@@ -1035,9 +1036,9 @@ class _SQLiteHotReads:
         return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
 
     def relation_rows(
-        self, store_id: str, object_type: str, relation: str, usersets_only: bool, limit: int
+        self, store_id: str, object_type: str, relation: str, sets_only: bool, limit: int
     ) -> list[ObjectRow]:
-        sql = _SELECT_RELATION_ROWS + (" AND user_relation != ''" if usersets_only else "")
+        sql = _SELECT_RELATION_ROWS + (" AND (user_relation != '' OR user_id = '*')" if sets_only else "")
         conn = self._db()
         params = (store_id, object_type, relation, limit)
         rows = conn.execute(sql + " LIMIT ?", params).fetchall()

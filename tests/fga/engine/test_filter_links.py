@@ -29,7 +29,7 @@ type repo
 type document
   relations
     define repo: [repo]
-    define viewer: [user, team#member] or reader from repo
+    define viewer: [user, user:*, team#member] or reader from repo
 """
 
 # The same types with another way in: documents also readable by the repo's owner team.
@@ -119,6 +119,25 @@ async def test_index_answers_like_check_and_follows_writes_of_another_process(da
         got = await _agree(svc, other, sid)
         assert "document:d4" not in got and "document:d0" not in await _filter(svc, sid, "user:bob")
         assert idx is svc.links.peek(sid)  # caught up, never rebuilt
+    finally:
+        await other_ds.aclose()
+        await ds.aclose()
+
+
+async def test_wildcard_grants_are_kept_like_set_grants(database: Database) -> None:
+    ds, svc, sid = await _setup(database)
+    other_ds = SQLDatastore(database, Clock())
+    other = FGAService(other_ds)
+    try:
+        await _agree(svc, svc, sid)
+        await other.write(sid, [tk("document:d9", "viewer", "user:*")])
+        assert "document:d9" in await _agree(svc, other, sid)
+        assert "document:d9" in await _filter(svc, sid, "user:zed")  # anyone
+        idx = svc.links.peek(sid)
+        assert idx is not None and "d9" in idx.sets["document"]["user:*"]
+        await other.write(sid, deletes=[tk("document:d9", "viewer", "user:*")])
+        assert "document:d9" not in await _agree(svc, other, sid)
+        assert "user:*" not in idx.sets["document"]
     finally:
         await other_ds.aclose()
         await ds.aclose()
