@@ -155,6 +155,10 @@ class SetEvaluator:
         self.res = res
         self.probe_cost = probe_cost
         self.links = links
+        # (object type, tupleset) -> (the loaded objects grouped so far, parent type -> id -> those objects).
+        self._groups: dict[tuple[str, str], tuple[set[str], dict[str, dict[str, set[str]]]]] = {}
+        # (type, relation) -> whether the type defines the relation.
+        self._defines: dict[tuple[str, str], bool] = {}
         # Per object type: the user's own tuples (naming the user or the wildcard) read beside the index.
         self._own_index: dict[str, dict[str, dict[str, list[LayerRow]]] | None] = {}
         # (type, relation) -> (ids decided, the ids among them that are in the relation).
@@ -465,32 +469,34 @@ class SetEvaluator:
         if isinstance(rw, TupleToUserset):
             tupleset = rw.tupleset
             loaded = self._loaded(otype, ids)
-            if loaded is not None:
-                rows = _among(loaded.get(tupleset), ids)
-            else:
+            full = False
+            if loaded is None:
                 rows = _as_rows(await reader.all_many(otype, sorted(ids), tupleset))
-            parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
-            defines: dict[str, bool] = {}  # parent type -> whether it defines the computed relation
-            for i, found in rows.items():
-                for row in found:
-                    pt, _, pid = row[0].partition(":")
-                    if "#" in pid:
-                        continue
-                    ok = defines.get(pt)
-                    if ok is None:
-                        ok = defines[pt] = res.ts.get_relation(pt, rw.computed) is not None
-                    if not ok or (row[1] and not self._holds(otype, i, tupleset, row)):
-                        continue
-                    by_id = parents.get(pt)
-                    if by_id is None:
-                        by_id = parents[pt] = {}
-                    kids = by_id.get(pid)
-                    if kids is None:
-                        by_id[pid] = {i}
-                    else:
-                        kids.add(i)
+                parents = self._group(otype, tupleset, rows, {})
+                full = True
+            else:
+                covered, parents = self._groups.setdefault((otype, tupleset), (set(), {}))
+                if len(ids) * 2 < len(covered):
+                    # A few of the layer's objects (a union's remainder): their own rows are fewer than
+                    # the layer's parents.
+                    parents = self._group(otype, tupleset, _among(loaded.get(tupleset), ids), {})
+                    full = True
+                else:
+                    extra = ids - covered
+                    if extra:
+                        self._group(otype, tupleset, _among(loaded.get(tupleset), extra), parents)
+                        covered |= extra
+                    full = len(ids) == len(covered)
             allowed: set[str] = set()
-            for pt, children in parents.items():
+            for pt, by_pid in parents.items():
+                ok = self._defines.get((pt, rw.computed))
+                if ok is None:
+                    ok = self._defines[(pt, rw.computed)] = res.ts.get_relation(pt, rw.computed) is not None
+                if not ok:
+                    continue
+                # The layer's parents are grouped once and shared by every tuple-to-userset on the same
+                # tupleset (a repository's owner is followed for admins, writers and readers alike).
+                children = by_pid if full else {p: k for p, kids in by_pid.items() if (k := kids & ids)}
                 for pid in await self.relation(pt, set(children), rw.computed, depth + 1):
                     allowed |= children[pid]
             return allowed
@@ -513,6 +519,30 @@ class SetEvaluator:
         assert isinstance(rw, Difference)
         base = await self.rewrite(otype, ids, relation, rw.base, depth)
         return base - await self.rewrite(otype, base, relation, rw.subtract, depth)
+
+    def _group(
+        self,
+        otype: str,
+        tupleset: str,
+        rows: dict[str, list[LayerRow]],
+        parents: dict[str, dict[str, set[str]]],
+    ) -> dict[str, dict[str, set[str]]]:
+        """Add ``rows`` (an object's tupleset links) to ``parents``: parent type -> parent id -> the objects
+        linked to it (links to usersets and links whose condition does not hold left out)."""
+        for i, found in rows.items():
+            for row in found:
+                pt, _, pid = row[0].partition(":")
+                if "#" in pid or (row[1] and not self._holds(otype, i, tupleset, row)):
+                    continue
+                by_id = parents.get(pt)
+                if by_id is None:
+                    by_id = parents[pt] = {}
+                kids = by_id.get(pid)
+                if kids is None:
+                    by_id[pid] = {i}
+                else:
+                    kids.add(i)
+        return parents
 
     async def _this(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res, reader, ts, user = self.res, self.res.reader, self.res.ts, self.res.user
