@@ -157,6 +157,8 @@ class SetEvaluator:
         self.links = links
         # (object type, tupleset) -> (the loaded objects grouped so far, parent type -> id -> those objects).
         self._groups: dict[tuple[str, str], tuple[set[str], dict[str, dict[str, set[str]]]]] = {}
+        # Tupleset relations read straight from the link index by tuple-to-userset (see _indexed).
+        self._index_links: set[tuple[str, str]] = set()
         # (type, relation) -> whether the type defines the relation.
         self._defines: dict[tuple[str, str], bool] = {}
         # Per object type: the user's own tuples (naming the user or the wildcard) read beside the index.
@@ -305,40 +307,29 @@ class SetEvaluator:
         if whole:
             return None  # every userset tuple of a kind: the candidates' side reads that
         sets = [n for n in names if is_set(n)]
-        admitted = ts.cache.setdefault("allowed", {})
+        admit = self._admit
         out: dict[str, dict[str, list[LayerRow]]] = {}
-
-        def admit(oid: str, relation: str, user: str, cname: str | None) -> bool:
-            hash_at = user.find("#")
-            if hash_at >= 0:
-                kind = user[: user.index(":")] + user[hash_at:]
-            else:
-                kind = user if user.endswith(":*") else user[: user.index(":")]
-            ok = admitted.get((otype, relation, kind, cname))
-            if ok is None:
-                ok = reader.allowed(otype, TupleKey(f"{otype}:{oid}", relation, user, cname))
-            return bool(ok)
-
+        user = self.res.user
+        followed: list[tuple[str, str]] = []
         for relation in tuplesets:
             links_of = links.links.get((otype, relation))
             if links_of is None:
                 return None
+            rel = ts.types[otype][relation]
+            if not self._names(otype, relation) and not any(
+                ts.may_contain(t, r, user) for t, r in rel.userset_refs
+            ):
+                # Only followed (tuple to userset), never a grant to this user: read from the index when
+                # the layer's parents are grouped (see _group_links), without a copy here.
+                followed.append((otype, relation))
+                continue
             by_id: dict[str, list[LayerRow]] = {}
-            # A plain link (a user string: an object, no condition) is admitted by its type alone; when every
-            # type the slice's plain links have named is, they are taken as they are.
-            plain = all(
-                admit("x", relation, f"{t}:x", None) for t in links.link_types.get((otype, relation), ())
-            )
             for i in todo:
                 entry = links_of.get(i)
-                if entry is None:
-                    continue
-                if plain and type(entry) is str:
-                    by_id[i] = [(entry, None, None)]
-                    continue
-                kept = [row for row in as_rows(entry) if admit(i, relation, row[0], row[1])]
-                if kept:
-                    by_id[i] = kept
+                if entry is not None:
+                    kept = [row for row in as_rows(entry) if admit(otype, i, relation, row[0], row[1])]
+                    if kept:
+                        by_id[i] = kept
             if by_id:
                 out[relation] = by_id
         wanted = slices(ts)[1]
@@ -361,7 +352,7 @@ class SetEvaluator:
                             relation, row = grant, (name, None, None)
                         else:
                             relation, row = grant[0], (name, grant[1], grant[2])
-                        if relation not in with_sets or not admit(i, relation, name, row[1]):
+                        if relation not in with_sets or not admit(otype, i, relation, name, row[1]):
                             continue
                         rel_rows = out.get(relation)
                         if rel_rows is None:
@@ -377,6 +368,7 @@ class SetEvaluator:
                 by_id = out.setdefault(relation, {})
                 for i, found in _among(mine, todo).items():
                     by_id[i] = by_id.get(i, []) + found
+        self._index_links.update(followed)
         return out
 
     async def _own_rows(
@@ -476,16 +468,22 @@ class SetEvaluator:
                 full = True
             else:
                 covered, parents = self._groups.setdefault((otype, tupleset), (set(), {}))
+                indexed = (otype, tupleset) in self._index_links
                 if len(ids) * 2 < len(covered):
                     # A few of the layer's objects (a union's remainder): their own rows are fewer than
                     # the layer's parents.
-                    parents = self._group(otype, tupleset, _among(loaded.get(tupleset), ids), {})
+                    if indexed:
+                        parents = self._group_links(otype, tupleset, ids, {})
+                    else:
+                        parents = self._group(otype, tupleset, _among(loaded.get(tupleset), ids), {})
                     full = True
                 else:
                     extra = ids - covered
-                    if extra:
+                    if extra and indexed:
+                        self._group_links(otype, tupleset, extra, parents)
+                    elif extra:
                         self._group(otype, tupleset, _among(loaded.get(tupleset), extra), parents)
-                        covered |= extra
+                    covered |= extra
                     full = len(ids) == len(covered)
             allowed: set[str] = set()
             for pt, by_pid in parents.items():
@@ -519,6 +517,49 @@ class SetEvaluator:
         assert isinstance(rw, Difference)
         base = await self.rewrite(otype, ids, relation, rw.base, depth)
         return base - await self.rewrite(otype, base, relation, rw.subtract, depth)
+
+    def _admit(self, otype: str, oid: str, relation: str, user: str, cname: str | None) -> bool:
+        """Whether the request's model admits a tuple kept by the link index (as the reader's reads do)."""
+        hash_at = user.find("#")
+        if hash_at >= 0:
+            kind = user[: user.index(":")] + user[hash_at:]
+        else:
+            kind = user if user.endswith(":*") else user[: user.index(":")]
+        ok = self.res.ts.cache.setdefault("allowed", {}).get((otype, relation, kind, cname))
+        if ok is None:
+            ok = self.res.reader.allowed(otype, TupleKey(f"{otype}:{oid}", relation, user, cname))
+        return bool(ok)
+
+    def _group_links(
+        self, otype: str, tupleset: str, ids: set[str], parents: dict[str, dict[str, set[str]]]
+    ) -> dict[str, dict[str, set[str]]]:
+        """:meth:`_group` for links kept by the index, read from it directly. A plain link (a user string:
+        an object, no condition) is admitted by its type alone: when every type the slice's plain links
+        have named is, they are taken as they are."""
+        assert self.links is not None
+        links_of = self.links.links[(otype, tupleset)]
+        admit = self._admit
+        types = self.links.link_types.get((otype, tupleset), ())
+        plain = all(admit(otype, "x", tupleset, f"{t}:x", None) for t in types)
+        for i in ids:
+            entry = links_of.get(i)
+            if entry is None:
+                continue
+            if plain and type(entry) is str:
+                pt, _, pid = entry.partition(":")
+                by_id = parents.get(pt)
+                if by_id is None:
+                    by_id = parents[pt] = {}
+                kids = by_id.get(pid)
+                if kids is None:
+                    by_id[pid] = {i}
+                else:
+                    kids.add(i)
+                continue
+            kept = [row for row in as_rows(entry) if admit(otype, i, tupleset, row[0], row[1])]
+            if kept:
+                self._group(otype, tupleset, {i: kept}, parents)
+        return parents
 
     def _group(
         self,
