@@ -49,6 +49,11 @@ _OWN_RETRY = 16
 # A user's own tuples (naming the user or the wildcard) on one type read beside the link index at most;
 # past it the type is read from the candidates' side.
 _OWN_LIMIT = 10_000
+# With the link index, a userset kind that is not a nesting kind and has at most this many sets with grants on
+# a layer's type is resolved forwards: those sets' grants come from the index, and whether the user is in
+# each is evaluated set at a time like any layer (from the index too), instead of walking back from the user
+# to every set of the kind they are in.
+_FORWARD_SETS = 64
 
 
 async def check_many(
@@ -161,6 +166,8 @@ class SetEvaluator:
         self._index_links: set[tuple[str, str]] = set()
         # (type, relation) -> whether the type defines the relation.
         self._defines: dict[tuple[str, str], bool] = {}
+        # Userset kinds resolved forwards instead of from the user's closure (see _FORWARD_SETS).
+        self._forward: set[tuple[str, str]] = set()
         # Per object type: the user's own tuples (naming the user or the wildcard) read beside the index.
         self._own_index: dict[str, dict[str, dict[str, list[LayerRow]]] | None] = {}
         # (type, relation) -> (ids decided, the ids among them that are in the relation).
@@ -232,6 +239,12 @@ class SetEvaluator:
         names = {str(user) if n == _THE_USER else n for n in hit[1]}
         whole: list[tuple[str, str]] = []
         for st, srel in hit[2]:
+            if self.links is not None and not ts.nesting_kind(st, srel):
+                kind_users = self.links.kind_users.get(otype, {}).get(f"{st}#{srel}", ())
+                if len(kind_users) <= _FORWARD_SETS:
+                    self._forward.add((st, srel))
+                    whole.append((st, srel))
+                    continue
             cl = await res.closure(st, srel)
             if cl is None:
                 whole.append((st, srel))
@@ -304,9 +317,13 @@ class SetEvaluator:
             self._own_index[otype] = own
         if own is None:
             return None
-        if whole:
-            return None  # every userset tuple of a kind: the candidates' side reads that
         sets = [n for n in names if is_set(n)]
+        for st, srel in whole:
+            # Every set of a kind read whole: from the index when there are few.
+            kind_users = links.kind_users.get(otype, {}).get(f"{st}#{srel}", set())
+            if len(kind_users) > _FORWARD_SETS:
+                return None
+            sets += sorted(kind_users.difference(sets))
         admit = self._admit
         out: dict[str, dict[str, list[LayerRow]]] = {}
         user = self.res.user
@@ -647,7 +664,7 @@ class SetEvaluator:
                 by_kind.setdefault((st, srel), {}).setdefault(sid, set()).add(i)
         budget = res.max_depth - depth - 2
         for (st, srel), holders in by_kind.items():
-            cl = await res.closure(st, srel)
+            cl = None if (st, srel) in self._forward else await res.closure(st, srel)
             if cl is not None:
                 for sid, objs in holders.items():
                     if sid in cl.maybe or cl.depth.get(sid, 0) > budget:

@@ -119,6 +119,12 @@ def is_set(user: str) -> bool:
     return "#" in user or user.endswith(":*")
 
 
+def set_kind(user: str) -> str:
+    """``team:t1#member`` -> ``team#member``; a wildcard is its own kind."""
+    hash_at = user.find("#")
+    return user if hash_at < 0 else user[: user.index(":")] + user[hash_at:]
+
+
 def _user(stored: Stored) -> str:
     return stored if isinstance(stored, str) else stored[0]
 
@@ -136,6 +142,9 @@ class LinkIndex:
         self.links: dict[tuple[str, str], dict[str, Entry]] = {}
         self.sets: dict[str, dict[str, Grants]] = {}
         self.set_relations: set[tuple[str, str]] = set()
+        # Per type: userset kind (``team#member``, or ``user:*``) -> the sets of that kind with grants in
+        # ``sets``.
+        self.kind_users: dict[str, dict[str, set[str]]] = {}
         # Per links slice: the types of the objects its plain tuples name (ever; only ever added to).
         self.link_types: dict[tuple[str, str], set[str]] = {}
         self.size = 0  # tuples kept
@@ -153,10 +162,13 @@ class LinkIndex:
         intern = sys.intern
         by_user = self.sets.setdefault(otype, {})
         rel = intern(relation)
+        kinds = self.kind_users.setdefault(otype, {})
         for oid, _, user, cname, cctx in rows:
             grants = by_user.get(user)
             if grants is None:
-                grants = by_user[intern(user)] = {}
+                user = intern(user)
+                grants = by_user[user] = {}
+                kinds.setdefault(set_kind(user), set()).add(user)
             grant: Grant = rel if not cname else (rel, cname, cctx)
             cur = grants.get(oid)
             if cur is None:
@@ -216,12 +228,15 @@ class LinkIndex:
                 self.size += 1
             if rest:
                 if grants is None:
-                    grants = by_user[sys.intern(user)] = {}
+                    user = sys.intern(user)
+                    grants = by_user[user] = {}
+                    self.kind_users.setdefault(otype, {}).setdefault(set_kind(user), set()).add(user)
                 grants[sys.intern(oid)] = rest[0] if len(rest) == 1 else rest
             elif grants is not None:
                 grants.pop(oid, None)
                 if not grants:
                     del by_user[user]
+                    self.kind_users.get(otype, {}).get(set_kind(user), set()).discard(user)
             return
         cur = sl.get(oid)
         kept = [] if cur is None else [cur] if not isinstance(cur, list) else cur

@@ -23,9 +23,12 @@ type user
 type team
   relations
     define member: [user, team#member]
+type org
+  relations
+    define member: [user]
 type repo
   relations
-    define reader: [user, team#member]
+    define reader: [user, team#member, org#member]
 type document
   relations
     define repo: [repo]
@@ -138,6 +141,30 @@ async def test_wildcard_grants_are_kept_like_set_grants(database: Database) -> N
         await other.write(sid, deletes=[tk("document:d9", "viewer", "user:*")])
         assert "document:d9" not in await _agree(svc, other, sid)
         assert "user:*" not in idx.sets["document"]
+    finally:
+        await other_ds.aclose()
+        await ds.aclose()
+
+
+async def test_grants_to_a_kind_resolved_forwards_follow_writes_and_deletes(database: Database) -> None:
+    """``org#member`` is not a nesting kind and few orgs hold grants, so the filter resolves membership in
+    them forwards from the index's list of the kind's sets with grants: a set added or emptied by another
+    process must show at once."""
+    ds, svc, sid = await _setup(database)
+    other_ds = SQLDatastore(database, Clock())
+    other = FGAService(other_ds)
+    try:
+        await other.write(sid, [tk("org:o1", "member", "user:bob")])
+        assert "document:d3" not in await _filter(svc, sid, "user:bob")
+        await other.write(sid, [tk("repo:r3", "reader", "org:o1#member")])
+        await _agree(svc, other, sid)
+        assert "document:d3" in await _filter(svc, sid, "user:bob")
+        idx = svc.links.peek(sid)
+        assert idx is not None and "org:o1#member" in idx.kind_users["repo"]["org#member"]
+        await other.write(sid, deletes=[tk("repo:r3", "reader", "org:o1#member")])
+        assert "document:d3" not in await _filter(svc, sid, "user:bob")
+        assert "org:o1#member" not in idx.kind_users["repo"]["org#member"]
+        await _agree(svc, other, sid)
     finally:
         await other_ds.aclose()
         await ds.aclose()
