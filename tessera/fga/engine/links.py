@@ -294,6 +294,10 @@ class LinkIndexes:
             return idx
         async with slot.lock:
             idx = slot.index
+            if idx is not None and idx.checked > now and idx.covers(ts):
+                # Another request caught it up while this one waited, in a catch-up that began after this
+                # request did: it has every write committed before this request.
+                return idx
             if idx is not None and not await self._catch_up(ds, idx):
                 idx = slot.index = None
             if idx is None or not idx.covers(ts):
@@ -303,7 +307,7 @@ class LinkIndexes:
                     slot.refused_until = time.monotonic() + self.retry_after
                     return None
                 slot.index = idx
-            if slot.index is None:  # deleted while building
+            if self._slots.get(store_id) is not slot:  # the store was deleted meanwhile
                 return None
             return idx
 

@@ -170,6 +170,24 @@ async def test_grants_to_a_kind_resolved_forwards_follow_writes_and_deletes(data
         await ds.aclose()
 
 
+async def test_concurrent_filters_all_see_a_write_made_before_them(database: Database) -> None:
+    import asyncio
+
+    ds, svc, sid = await _setup(database)
+    other_ds = SQLDatastore(database, Clock())
+    other = FGAService(other_ds)
+    try:
+        await _agree(svc, svc, sid)
+        for i, repo in enumerate(("repo:r1", "repo:r2", "repo:r3")):
+            await other.write(sid, [tk(repo, "reader", "team:t2#member")])
+            # Requests waiting on one another's catch-up: each must still see the write before it.
+            got = await asyncio.gather(*(_filter(svc, sid, "user:ann") for _ in range(6)))
+            assert all(f"document:d{i + 1}" in g for g in got), got
+    finally:
+        await other_ds.aclose()
+        await ds.aclose()
+
+
 async def test_minimize_latency_may_lag_another_process_but_not_its_own_writes(database: Database) -> None:
     ds, svc, sid = await _setup(database)
     other_ds = SQLDatastore(database, Clock())
