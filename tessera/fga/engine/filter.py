@@ -440,7 +440,8 @@ class SetEvaluator:
     async def relation(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res = self.res
         known, members = self.memo.setdefault((otype, relation), (set(), set()))
-        need = ids - known
+        # No copies of the candidates where none is needed: a relation is mostly met once per layer.
+        need = ids - known if known else ids
         if need:
             if depth >= res.max_depth:
                 raise _Fallback
@@ -450,10 +451,13 @@ class SetEvaluator:
             if user.relation == relation and user.type == otype and user.id in need:
                 got.add(user.id)  # a userset is in itself
             if rel is not None and res.ts.may_contain(otype, relation, user):
-                await self._load(otype, need - got)
-                got |= await self.rewrite(otype, need - got, relation, rel.rewrite, depth)
+                rest = need - got if got else need
+                await self._load(otype, rest)
+                got |= await self.rewrite(otype, rest, relation, rel.rewrite, depth)
             known |= need
             members |= got & need
+            if need is ids:
+                return got & ids
         return ids & members
 
     def _holds(self, otype: str, oid: str, relation: str, row: LayerRow) -> bool:
