@@ -68,7 +68,7 @@ class LinkSource(Protocol):
     """The datastore reads the index needs (both optional in engine/store.py's protocol; SQL and memory
     datastores have them)."""
 
-    async def read_relation_rows(
+    async def scan_relation_rows(
         self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
     ) -> Any: ...
 
@@ -281,7 +281,7 @@ class LinkIndexes:
         read storage)."""
         if not self.max_tuples or getattr(ds, "read_changes_after", None) is None:
             return None
-        if getattr(ds, "read_relation_rows", None) is None:
+        if getattr(ds, "scan_relation_rows", None) is None:
             return None
         slot = self._slots.get(store_id)
         if slot is None:
@@ -325,14 +325,14 @@ class LinkIndexes:
             idx = old
         links, sets = slices(ts)
         for key in sorted(links - idx.links.keys()):
-            rows = await ds.read_relation_rows(
+            rows = await ds.scan_relation_rows(
                 store_id, *key, sets_only=False, limit=max(self.max_tuples - idx.size, 0)
             )
             if rows is None:
                 return None
             idx.load(key, rows)
         for key in sorted(sets - idx.set_relations):
-            rows = await ds.read_relation_rows(
+            rows = await ds.scan_relation_rows(
                 store_id, *key, sets_only=True, limit=max(self.max_tuples - idx.size, 0)
             )
             if rows is None:

@@ -209,7 +209,7 @@ class MemoryDatastore:
                     return None
         return out
 
-    async def read_relation_rows(
+    async def scan_relation_rows(
         self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
     ) -> list[ObjectRow] | None:
         s = self._get(store_id)
