@@ -33,6 +33,7 @@ from tessera.fga.engine.typesystem import (
     Rewrite,
     This,
     TupleToUserset,
+    TypeSystem,
     Union,
 )
 
@@ -116,7 +117,7 @@ async def filter_ids(
         res.reader.batching = True
         try:
             evaluator = SetEvaluator(res, probe_cost, links)
-            return await evaluator.relation(object_type, set(ids), relation, 0)
+            return await evaluator.union(object_type, set(ids), frozenset([relation]), 0)
         except _Fallback:
             pass
         finally:
@@ -142,6 +143,62 @@ async def filter_ids(
     return allowed
 
 
+# A union-only part of a model, flattened for one object type and a set of relations (see _flat): (the
+# relations whose own tuples grant, each with the most computed steps it is reached in; per tupleset, the
+# relations followed on the parent; the most steps to a tuple-to-userset; every relation met).
+_Flat = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, frozenset[str]], ...], int, frozenset[str]]
+
+
+def _flat(ts: TypeSystem, otype: str, relations: frozenset[str]) -> _Flat | None:
+    """``relations`` of ``otype`` as one union, when every rewrite they reach through computed usersets
+    is a union of direct tuples, computed usersets and tuple-to-usersets (no intersection or exclusion):
+    an object is in it when one of its own tuples on a direct relation grants, or when one of its parents
+    through a tupleset is in the relations followed there. Worked out once per model."""
+    memo = ts.cache.setdefault("filter_flat", {})
+    key = (otype, relations)
+    if key in memo:
+        hit: _Flat | None = memo[key]
+        return hit
+    direct: dict[str, int] = {}
+    follow: dict[str, set[str]] = {}
+    seen: dict[str, int] = {}
+    deepest = 0
+    stack = [(r, 0) for r in sorted(relations)]
+    out: _Flat | None = None
+    while stack:
+        name, steps = stack.pop()
+        if seen.get(name, -1) >= steps:
+            continue
+        seen[name] = steps
+        rel = ts.get_relation(otype, name)
+        if rel is None:
+            continue
+        rws: list[Rewrite] = [rel.rewrite]
+        while rws:
+            rw = rws.pop()
+            if isinstance(rw, Union):
+                rws.extend(rw.children)
+            elif isinstance(rw, This):
+                direct[name] = max(direct.get(name, 0), steps)
+            elif isinstance(rw, Computed):
+                stack.append((rw.relation, steps + 1))
+            elif isinstance(rw, TupleToUserset):
+                follow.setdefault(rw.tupleset, set()).add(rw.computed)
+                deepest = max(deepest, steps + 1)
+            else:
+                memo[key] = None
+                return None
+        deepest = max(deepest, steps)
+    out = (
+        tuple(sorted(direct.items())),
+        tuple((t, frozenset(c)) for t, c in sorted(follow.items())),
+        deepest,
+        frozenset(seen),
+    )
+    memo[key] = out
+    return out
+
+
 class _Fallback(Exception):
     """Set-at-a-time evaluation met something it leaves to the per-object resolver."""
 
@@ -164,6 +221,8 @@ class SetEvaluator:
         self._groups: dict[tuple[str, str], tuple[set[str], dict[str, dict[str, set[str]]]]] = {}
         # Tupleset relations read straight from the link index by tuple-to-userset (see _indexed).
         self._index_links: set[tuple[str, str]] = set()
+        # (type, relations) -> (ids decided, the ids among them in one of the relations): see union().
+        self._union_memo: dict[tuple[str, frozenset[str]], tuple[set[str], set[str]]] = {}
         # (type, relation) -> whether the type defines the relation.
         self._defines: dict[tuple[str, str], bool] = {}
         # Userset kinds resolved forwards instead of from the user's closure (see _FORWARD_SETS).
@@ -437,6 +496,102 @@ class SetEvaluator:
             return None
         return self._rows.get(otype, {})
 
+    async def union(self, otype: str, ids: set[str], relations: frozenset[str], depth: int) -> set[str]:
+        """The ids in any of ``relations``. A union-only part of the model (see :func:`_flat`) is evaluated
+        as one: each direct relation's own tuples once, then each tupleset's parents once for every relation
+        followed through it (a repository's owner for its admins, writers and readers alike), instead of one
+        rewrite step per relation and operand. Other parts go relation by relation."""
+        res = self.res
+        flat = _flat(res.ts, otype, relations)
+        if flat is None:
+            allowed: set[str] = set()
+            for relation in sorted(relations):
+                rest = ids - allowed if allowed else ids
+                if rest:
+                    allowed |= await self.relation(otype, rest, relation, depth)
+            return allowed
+        direct, follow, deepest, met = flat
+        # The steps inside the layer are counted at their most, so the depth limit is met no later than
+        # Check would meet it on any path; past it, Check's own resolver decides.
+        if depth + deepest >= res.max_depth - 2:
+            raise _Fallback
+        known, members = self._union_memo.setdefault((otype, relations), (set(), set()))
+        need = ids - known if known else ids
+        if need:
+            got: set[str] = set()
+            user = res.user
+            if user.type == otype and user.relation in met and user.id in need:
+                got.add(user.id)  # a userset is in itself
+            rest = need - got if got else need
+            await self._load(otype, rest)
+            for relation, steps in direct:
+                if not rest:
+                    break
+                found = await self._this(otype, rest, relation, depth + steps)
+                if found:
+                    got |= found
+                    rest = rest - found
+            for tupleset, followed in follow:
+                if not rest:
+                    break
+                found = await self._follow(otype, rest, tupleset, followed, depth + deepest)
+                if found:
+                    got |= found
+                    rest = rest - found
+            known |= need
+            members |= got
+            if need is ids:
+                return got & ids
+        return ids & members
+
+    async def _follow(
+        self, otype: str, ids: set[str], tupleset: str, relations: frozenset[str], depth: int
+    ) -> set[str]:
+        """The ids linked through ``tupleset`` to a parent in one of ``relations`` (a tuple-to-userset)."""
+        res, reader = self.res, self.res.reader
+        loaded = self._loaded(otype, ids)
+        full = False
+        if loaded is None:
+            rows = _as_rows(await reader.all_many(otype, sorted(ids), tupleset))
+            parents = self._group(otype, tupleset, rows, {})
+            full = True
+        else:
+            covered, parents = self._groups.setdefault((otype, tupleset), (set(), {}))
+            indexed = (otype, tupleset) in self._index_links
+            if len(ids) * 2 < len(covered):
+                # A few of the layer's objects (a union's remainder): their own rows are fewer than the
+                # layer's parents.
+                if indexed:
+                    parents = self._group_links(otype, tupleset, ids, {})
+                else:
+                    parents = self._group(otype, tupleset, _among(loaded.get(tupleset), ids), {})
+                full = True
+            else:
+                extra = ids - covered
+                if extra and indexed:
+                    self._group_links(otype, tupleset, extra, parents)
+                elif extra:
+                    self._group(otype, tupleset, _among(loaded.get(tupleset), extra), parents)
+                covered |= extra
+                full = len(ids) == len(covered)
+        allowed: set[str] = set()
+        for pt, by_pid in parents.items():
+            # Only parent types that define a relation followed (OpenFGA skips the others).
+            defined = []
+            for relation in relations:
+                ok = self._defines.get((pt, relation))
+                if ok is None:
+                    ok = self._defines[(pt, relation)] = res.ts.get_relation(pt, relation) is not None
+                if ok:
+                    defined.append(relation)
+            if not defined:
+                continue
+            # The layer's parents are grouped once and shared by every tuple-to-userset on the tupleset.
+            children = by_pid if full else {p: k for p, kids in by_pid.items() if (k := kids & ids)}
+            for pid in await self.union(pt, set(children), frozenset(defined), depth):
+                allowed |= children[pid]
+        return allowed
+
     async def relation(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res = self.res
         known, members = self.memo.setdefault((otype, relation), (set(), set()))
@@ -474,51 +629,12 @@ class SetEvaluator:
     async def rewrite(self, otype: str, ids: set[str], relation: str, rw: Rewrite, depth: int) -> set[str]:
         if not ids:
             return set()
-        res, reader = self.res, self.res.reader
         if isinstance(rw, This):
             return await self._this(otype, ids, relation, depth)
         if isinstance(rw, Computed):
             return await self.relation(otype, ids, rw.relation, depth + 1)
         if isinstance(rw, TupleToUserset):
-            tupleset = rw.tupleset
-            loaded = self._loaded(otype, ids)
-            full = False
-            if loaded is None:
-                rows = _as_rows(await reader.all_many(otype, sorted(ids), tupleset))
-                parents = self._group(otype, tupleset, rows, {})
-                full = True
-            else:
-                covered, parents = self._groups.setdefault((otype, tupleset), (set(), {}))
-                indexed = (otype, tupleset) in self._index_links
-                if len(ids) * 2 < len(covered):
-                    # A few of the layer's objects (a union's remainder): their own rows are fewer than
-                    # the layer's parents.
-                    if indexed:
-                        parents = self._group_links(otype, tupleset, ids, {})
-                    else:
-                        parents = self._group(otype, tupleset, _among(loaded.get(tupleset), ids), {})
-                    full = True
-                else:
-                    extra = ids - covered
-                    if extra and indexed:
-                        self._group_links(otype, tupleset, extra, parents)
-                    elif extra:
-                        self._group(otype, tupleset, _among(loaded.get(tupleset), extra), parents)
-                    covered |= extra
-                    full = len(ids) == len(covered)
-            allowed: set[str] = set()
-            for pt, by_pid in parents.items():
-                ok = self._defines.get((pt, rw.computed))
-                if ok is None:
-                    ok = self._defines[(pt, rw.computed)] = res.ts.get_relation(pt, rw.computed) is not None
-                if not ok:
-                    continue
-                # The layer's parents are grouped once and shared by every tuple-to-userset on the same
-                # tupleset (a repository's owner is followed for admins, writers and readers alike).
-                children = by_pid if full else {p: k for p, kids in by_pid.items() if (k := kids & ids)}
-                for pid in await self.relation(pt, set(children), rw.computed, depth + 1):
-                    allowed |= children[pid]
-            return allowed
+            return await self._follow(otype, ids, rw.tupleset, frozenset([rw.computed]), depth + 1)
         if isinstance(rw, Union):
             allowed, remaining = set(), set(ids)
             for c in rw.children:

@@ -342,3 +342,67 @@ async def test_index_memory_is_bounded_by_its_tuples(database: Database, tuples:
         assert used < 300 * idx.size, used
     finally:
         await ds.aclose()
+
+
+def _chain_model(length: int) -> str:
+    """``doc#r0`` computed from ``r1``, ... ``r<length>``, each also direct, and ``folder#f0`` likewise
+    reached through a tupleset: the depth limit (25) is met on the long chains, not on the short."""
+    lines = ["model", "  schema 1.1", "type user", "type folder", "  relations"]
+    lines += [f"    define f{i}: [user] or f{i + 1}" for i in range(length)] + [
+        f"    define f{length}: [user]"
+    ]
+    lines += ["type doc", "  relations", "    define parent: [folder]"]
+    lines += [f"    define r{i}: [user] or r{i + 1}" for i in range(length)]
+    lines += [f"    define r{length}: [user] or f0 from parent"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("length", [6, 12, 30])
+async def test_filter_meets_the_depth_limit_where_check_does(database: Database, length: int) -> None:
+    from tessera.fga.engine.errors import FGAError
+
+    ds = SQLDatastore(database, Clock())
+    try:
+        svc = FGAService(ds)
+        sid = (await svc.create_store("chain")).id
+        await svc.write_authorization_model(sid, transform_dsl_to_json(_chain_model(length)))
+        docs = [f"doc:d{i}" for i in range(6)]
+        await svc.write(
+            sid,
+            [
+                tk("doc:d0", "r0", "user:a"),
+                tk("doc:d1", "r3", "user:a"),
+                tk("doc:d2", f"r{length}", "user:a"),
+                tk("doc:d3", "parent", "folder:x"),
+                tk("folder:x", "f2", "user:a"),
+                tk("doc:d4", "parent", "folder:y"),
+                tk("folder:y", f"f{length}", "user:a"),
+            ],
+        )
+        for user in ("user:a", "user:b"):
+            allowed, errors = [], set()
+            for doc in docs:
+                try:
+                    req = CheckRequest(sid, TupleKey(doc, "r0", user), consistency="HIGHER_CONSISTENCY")
+                    if (await svc.check(req)).allowed:
+                        allowed.append(doc)
+                except FGAError as exc:
+                    errors.add(exc.code)
+            # Without the walk from the user's side (strategy 2 of filter_ids), which answers "no" for
+            # candidates it does not reach where Check fails on the depth limit (seen on main too).
+            for config in (
+                EngineConfig(filter_reverse_budget=0),
+                EngineConfig(filter_reverse_budget=0, filter_index_max=0),
+            ):
+                fsvc = FGAService(ds, config=config)
+                req = FilterRequest(sid, user, "r0", docs, consistency="HIGHER_CONSISTENCY")
+                if errors:
+                    with pytest.raises(FGAError) as failed:
+                        await fsvc.filter_objects(req)
+                    assert failed.value.code in errors
+                else:
+                    assert await fsvc.filter_objects(req) == allowed, (user, length, config)
+            if length == 6:
+                assert not errors and (user == "user:b" or len(allowed) == 5)
+    finally:
+        await ds.aclose()
