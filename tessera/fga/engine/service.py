@@ -86,8 +86,8 @@ class EngineConfig:
     # weighs with it whether a user's own tuples on a layer's type are read from the user's side (see
     # filter.py). 0: from the user's side whenever the evaluation allows (tests use it).
     filter_probe_cost: int = 8
-    # Largest link index (tupleset links and grants to usersets, see engine/links.py) the filter keeps per
-    # store, in tuples; a store with more is filtered from storage. 0: no index.
+    # Largest link index (tupleset links and grants to sets of users, see engine/links.py) the filter keeps
+    # per store, in tuples; a store with more is filtered from storage. 0: no index.
     filter_index_max: int = 2_000_000
 
 
