@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
+from tessera.fga.engine.links import LinkIndex, as_rows, is_set, slices
 from tessera.fga.engine.reader import LayerRow
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import (
@@ -32,6 +33,7 @@ from tessera.fga.engine.typesystem import (
     Rewrite,
     This,
     TupleToUserset,
+    TypeSystem,
     Union,
 )
 
@@ -45,6 +47,14 @@ _PROBE_COST = 8
 # Consecutive reads from the user's side that exceeded their budget on a type before it is tried seldom.
 _OWN_MISSES = 3
 _OWN_RETRY = 16
+# A user's own tuples (naming the user or the wildcard) on one type read beside the link index at most;
+# past it the type is read from the candidates' side.
+_OWN_LIMIT = 10_000
+# With the link index, a userset kind that is not a nesting kind and has at most this many sets with grants on
+# a layer's type is resolved forwards: those sets' grants come from the index, and whether the user is in
+# each is evaluated set at a time like any layer (from the index too), instead of walking back from the user
+# to every set of the kind they are in.
+_FORWARD_SETS = 64
 
 
 async def check_many(
@@ -83,6 +93,7 @@ async def filter_ids(
     *,
     reverse_budget: int = 1_000,
     probe_cost: int = _PROBE_COST,
+    links: LinkIndex | None = None,
 ) -> set[str]:
     """The ids among ``object_ids`` that ``res.user`` has ``relation`` with.
 
@@ -105,7 +116,8 @@ async def filter_ids(
         was = res.reader.batching
         res.reader.batching = True
         try:
-            return await SetEvaluator(res, probe_cost).relation(object_type, set(ids), relation, 0)
+            evaluator = SetEvaluator(res, probe_cost, links)
+            return await evaluator.union(object_type, set(ids), frozenset([relation]), 0)
         except _Fallback:
             pass
         finally:
@@ -131,6 +143,62 @@ async def filter_ids(
     return allowed
 
 
+# A union-only part of a model, flattened for one object type and a set of relations (see _flat): (the
+# relations whose own tuples grant, each with the most computed steps it is reached in; per tupleset, the
+# relations followed on the parent; the most steps to a tuple-to-userset; every relation met).
+_Flat = tuple[tuple[tuple[str, int], ...], tuple[tuple[str, frozenset[str]], ...], int, frozenset[str]]
+
+
+def _flat(ts: TypeSystem, otype: str, relations: frozenset[str]) -> _Flat | None:
+    """``relations`` of ``otype`` as one union, when every rewrite they reach through computed usersets
+    is a union of direct tuples, computed usersets and tuple-to-usersets (no intersection or exclusion):
+    an object is in it when one of its own tuples on a direct relation grants, or when one of its parents
+    through a tupleset is in the relations followed there. Worked out once per model."""
+    memo = ts.cache.setdefault("filter_flat", {})
+    key = (otype, relations)
+    if key in memo:
+        hit: _Flat | None = memo[key]
+        return hit
+    direct: dict[str, int] = {}
+    follow: dict[str, set[str]] = {}
+    seen: dict[str, int] = {}
+    deepest = 0
+    stack = [(r, 0) for r in sorted(relations)]
+    out: _Flat | None = None
+    while stack:
+        name, steps = stack.pop()
+        if seen.get(name, -1) >= steps:
+            continue
+        seen[name] = steps
+        rel = ts.get_relation(otype, name)
+        if rel is None:
+            continue
+        rws: list[Rewrite] = [rel.rewrite]
+        while rws:
+            rw = rws.pop()
+            if isinstance(rw, Union):
+                rws.extend(rw.children)
+            elif isinstance(rw, This):
+                direct[name] = max(direct.get(name, 0), steps)
+            elif isinstance(rw, Computed):
+                stack.append((rw.relation, steps + 1))
+            elif isinstance(rw, TupleToUserset):
+                follow.setdefault(rw.tupleset, set()).add(rw.computed)
+                deepest = max(deepest, steps + 1)
+            else:
+                memo[key] = None
+                return None
+        deepest = max(deepest, steps)
+    out = (
+        tuple(sorted(direct.items())),
+        tuple((t, frozenset(c)) for t, c in sorted(follow.items())),
+        deepest,
+        frozenset(seen),
+    )
+    memo[key] = out
+    return out
+
+
 class _Fallback(Exception):
     """Set-at-a-time evaluation met something it leaves to the per-object resolver."""
 
@@ -143,9 +211,24 @@ class SetEvaluator:
     Anything unusual (an undecided membership, a condition error, the depth limit) raises :class:`_Fallback`
     and the caller resolves per object, so answers and errors stay exactly Check's."""
 
-    def __init__(self, res: Resolution, probe_cost: int = _PROBE_COST) -> None:
+    def __init__(
+        self, res: Resolution, probe_cost: int = _PROBE_COST, links: LinkIndex | None = None
+    ) -> None:
         self.res = res
         self.probe_cost = probe_cost
+        self.links = links
+        # (object type, tupleset) -> (the loaded objects grouped so far, parent type -> id -> those objects).
+        self._groups: dict[tuple[str, str], tuple[set[str], dict[str, dict[str, set[str]]]]] = {}
+        # Tupleset relations read straight from the link index by tuple-to-userset (see _indexed).
+        self._index_links: set[tuple[str, str]] = set()
+        # (type, relations) -> (ids decided, the ids among them in one of the relations): see union().
+        self._union_memo: dict[tuple[str, frozenset[str]], tuple[set[str], set[str]]] = {}
+        # (type, relation) -> whether the type defines the relation.
+        self._defines: dict[tuple[str, str], bool] = {}
+        # Userset kinds resolved forwards instead of from the user's closure (see _FORWARD_SETS).
+        self._forward: set[tuple[str, str]] = set()
+        # Per object type: the user's own tuples (naming the user or the wildcard) read beside the index.
+        self._own_index: dict[str, dict[str, dict[str, list[LayerRow]]] | None] = {}
         # (type, relation) -> (ids decided, the ids among them that are in the relation).
         self.memo: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
         # Per object type: what one read of its objects fetches (see _plan), None: read per relation.
@@ -215,6 +298,12 @@ class SetEvaluator:
         names = {str(user) if n == _THE_USER else n for n in hit[1]}
         whole: list[tuple[str, str]] = []
         for st, srel in hit[2]:
+            if self.links is not None and not ts.nesting_kind(st, srel):
+                kind_users = self.links.kind_users.get(otype, {}).get(f"{st}#{srel}", ())
+                if len(kind_users) <= _FORWARD_SETS:
+                    self._forward.add((st, srel))
+                    whole.append((st, srel))
+                    continue
             cl = await res.closure(st, srel)
             if cl is None:
                 whole.append((st, srel))
@@ -234,8 +323,16 @@ class SetEvaluator:
         if not todo:
             return
         reader = self.res.reader
+        got: dict[str, dict[str, list[LayerRow]]] | None = None
+        if self.links is not None:
+            got = await self._indexed(otype, plan, todo)
+            if got is not None:
+                rows = self._rows.setdefault(otype, {})
+                for relation, by_id in got.items():
+                    rows.setdefault(relation, {}).update(by_id)
+                done |= todo
+                return
         own = await self._own_rows(otype, plan, len(todo))
-        got: dict[str, dict[str, list[LayerRow]]] | None
         if own is None:
             got = await reader.objects_many(otype, sorted(todo), *plan)
         else:
@@ -252,6 +349,103 @@ class SetEvaluator:
         for relation, by_id in got.items():
             rows.setdefault(relation, {}).update(by_id)
         done |= todo
+
+    async def _indexed(
+        self, otype: str, plan: tuple[list[str], list[str], list[tuple[str, str]]], todo: set[str]
+    ) -> dict[str, dict[str, list[LayerRow]]] | None:
+        """The planned rows of ``todo`` (see :meth:`_plan`) from the link index: the tupleset links and
+        the grants to the user's sets and the wildcard from memory, the tuples naming the user from the
+        reverse index, once per request and type. None when the index cannot
+        answer (contextual tuples on the type, a relation it lacks, a user with too many own tuples): the
+        candidates' side is read instead."""
+        links, reader, ts = self.links, self.res.reader, self.res.ts
+        assert links is not None
+        if not reader.reads_users(otype):
+            return None
+        tuplesets, names, whole = plan
+        granting = self._granting.get(otype, [])
+        if otype in self._own_index:
+            own = self._own_index[otype]
+        else:
+            direct = [n for n in names if not is_set(n)]
+            own = (
+                {}
+                if not direct or not granting
+                else await reader.users_many(otype, granting, direct, _OWN_LIMIT)
+            )
+            self._own_index[otype] = own
+        if own is None:
+            return None
+        sets = [n for n in names if is_set(n)]
+        for st, srel in whole:
+            # Every set of a kind read whole: from the index when there are few.
+            kind_users = links.kind_users.get(otype, {}).get(f"{st}#{srel}", set())
+            if len(kind_users) > _FORWARD_SETS:
+                return None
+            sets += sorted(kind_users.difference(sets))
+        admit = self._admit
+        out: dict[str, dict[str, list[LayerRow]]] = {}
+        user = self.res.user
+        followed: list[tuple[str, str]] = []
+        for relation in tuplesets:
+            links_of = links.links.get((otype, relation))
+            if links_of is None:
+                return None
+            rel = ts.types[otype][relation]
+            if not self._names(otype, relation) and not any(
+                ts.may_contain(t, r, user) for t, r in rel.userset_refs
+            ):
+                # Only followed (tuple to userset), never a grant to this user: read from the index when
+                # the layer's parents are grouped (see _group_links), without a copy here.
+                followed.append((otype, relation))
+                continue
+            by_id: dict[str, list[LayerRow]] = {}
+            for i in todo:
+                entry = links_of.get(i)
+                if entry is not None:
+                    kept = [row for row in as_rows(entry) if admit(otype, i, relation, row[0], row[1])]
+                    if kept:
+                        by_id[i] = kept
+            if by_id:
+                out[relation] = by_id
+        wanted = slices(ts)[1]
+        with_sets = {r for r in granting if (otype, r) in wanted} if sets else set()
+        if with_sets:
+            if not all((otype, r) in links.set_relations for r in with_sets):
+                return None
+            by_user = links.sets.get(otype, {})
+            for name in sets:
+                grants = by_user.get(name)
+                if not grants:
+                    continue
+                # The set's grants among the candidates, on every relation at once: one C-level
+                # intersection of two hash sets.
+                for i in grants.keys() & todo:
+                    held = grants[i]
+                    for grant in held if isinstance(held, list) else (held,):
+                        row: LayerRow
+                        if isinstance(grant, str):
+                            relation, row = grant, (name, None, None)
+                        else:
+                            relation, row = grant[0], (name, grant[1], grant[2])
+                        if relation not in with_sets or not admit(otype, i, relation, name, row[1]):
+                            continue
+                        rel_rows = out.get(relation)
+                        if rel_rows is None:
+                            rel_rows = out[relation] = {}
+                        found = rel_rows.get(i)
+                        if found is None:
+                            rel_rows[i] = [row]
+                        else:
+                            found.append(row)
+        for relation in granting:
+            mine = own.get(relation)
+            if mine:
+                by_id = out.setdefault(relation, {})
+                for i, found in _among(mine, todo).items():
+                    by_id[i] = by_id.get(i, []) + found
+        self._index_links.update(followed)
+        return out
 
     async def _own_rows(
         self, otype: str, plan: tuple[list[str], list[str], list[tuple[str, str]]], objects: int
@@ -302,10 +496,107 @@ class SetEvaluator:
             return None
         return self._rows.get(otype, {})
 
+    async def union(self, otype: str, ids: set[str], relations: frozenset[str], depth: int) -> set[str]:
+        """The ids in any of ``relations``. A union-only part of the model (see :func:`_flat`) is evaluated
+        as one: each direct relation's own tuples once, then each tupleset's parents once for every relation
+        followed through it (a repository's owner for its admins, writers and readers alike), instead of one
+        rewrite step per relation and operand. Other parts go relation by relation."""
+        res = self.res
+        flat = _flat(res.ts, otype, relations)
+        if flat is None:
+            allowed: set[str] = set()
+            for relation in sorted(relations):
+                rest = ids - allowed if allowed else ids
+                if rest:
+                    allowed |= await self.relation(otype, rest, relation, depth)
+            return allowed
+        direct, follow, deepest, met = flat
+        # The steps inside the layer are counted at their most, so the depth limit is met no later than
+        # Check would meet it on any path; past it, Check's own resolver decides.
+        if depth + deepest >= res.max_depth - 2:
+            raise _Fallback
+        known, members = self._union_memo.setdefault((otype, relations), (set(), set()))
+        need = ids - known if known else ids
+        if need:
+            got: set[str] = set()
+            user = res.user
+            if user.type == otype and user.relation in met and user.id in need:
+                got.add(user.id)  # a userset is in itself
+            rest = need - got if got else need
+            await self._load(otype, rest)
+            for relation, steps in direct:
+                if not rest:
+                    break
+                found = await self._this(otype, rest, relation, depth + steps)
+                if found:
+                    got |= found
+                    rest = rest - found
+            for tupleset, followed in follow:
+                if not rest:
+                    break
+                found = await self._follow(otype, rest, tupleset, followed, depth + deepest)
+                if found:
+                    got |= found
+                    rest = rest - found
+            known |= need
+            members |= got
+            if need is ids:
+                return got & ids
+        return ids & members
+
+    async def _follow(
+        self, otype: str, ids: set[str], tupleset: str, relations: frozenset[str], depth: int
+    ) -> set[str]:
+        """The ids linked through ``tupleset`` to a parent in one of ``relations`` (a tuple-to-userset)."""
+        res, reader = self.res, self.res.reader
+        loaded = self._loaded(otype, ids)
+        full = False
+        if loaded is None:
+            rows = _as_rows(await reader.all_many(otype, sorted(ids), tupleset))
+            parents = self._group(otype, tupleset, rows, {})
+            full = True
+        else:
+            covered, parents = self._groups.setdefault((otype, tupleset), (set(), {}))
+            indexed = (otype, tupleset) in self._index_links
+            if len(ids) * 2 < len(covered):
+                # A few of the layer's objects (a union's remainder): their own rows are fewer than the
+                # layer's parents.
+                if indexed:
+                    parents = self._group_links(otype, tupleset, ids, {})
+                else:
+                    parents = self._group(otype, tupleset, _among(loaded.get(tupleset), ids), {})
+                full = True
+            else:
+                extra = ids - covered
+                if extra and indexed:
+                    self._group_links(otype, tupleset, extra, parents)
+                elif extra:
+                    self._group(otype, tupleset, _among(loaded.get(tupleset), extra), parents)
+                covered |= extra
+                full = len(ids) == len(covered)
+        allowed: set[str] = set()
+        for pt, by_pid in parents.items():
+            # Only parent types that define a relation followed (OpenFGA skips the others).
+            defined = []
+            for relation in relations:
+                ok = self._defines.get((pt, relation))
+                if ok is None:
+                    ok = self._defines[(pt, relation)] = res.ts.get_relation(pt, relation) is not None
+                if ok:
+                    defined.append(relation)
+            if not defined:
+                continue
+            # The layer's parents are grouped once and shared by every tuple-to-userset on the tupleset.
+            children = by_pid if full else {p: k for p, kids in by_pid.items() if (k := kids & ids)}
+            for pid in await self.union(pt, set(children), frozenset(defined), depth):
+                allowed |= children[pid]
+        return allowed
+
     async def relation(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res = self.res
         known, members = self.memo.setdefault((otype, relation), (set(), set()))
-        need = ids - known
+        # No copies of the candidates where none is needed: a relation is mostly met once per layer.
+        need = ids - known if known else ids
         if need:
             if depth >= res.max_depth:
                 raise _Fallback
@@ -315,10 +606,13 @@ class SetEvaluator:
             if user.relation == relation and user.type == otype and user.id in need:
                 got.add(user.id)  # a userset is in itself
             if rel is not None and res.ts.may_contain(otype, relation, user):
-                await self._load(otype, need - got)
-                got |= await self.rewrite(otype, need - got, relation, rel.rewrite, depth)
+                rest = need - got if got else need
+                await self._load(otype, rest)
+                got |= await self.rewrite(otype, rest, relation, rel.rewrite, depth)
             known |= need
             members |= got & need
+            if need is ids:
+                return got & ids
         return ids & members
 
     def _holds(self, otype: str, oid: str, relation: str, row: LayerRow) -> bool:
@@ -335,43 +629,12 @@ class SetEvaluator:
     async def rewrite(self, otype: str, ids: set[str], relation: str, rw: Rewrite, depth: int) -> set[str]:
         if not ids:
             return set()
-        res, reader = self.res, self.res.reader
         if isinstance(rw, This):
             return await self._this(otype, ids, relation, depth)
         if isinstance(rw, Computed):
             return await self.relation(otype, ids, rw.relation, depth + 1)
         if isinstance(rw, TupleToUserset):
-            tupleset = rw.tupleset
-            loaded = self._loaded(otype, ids)
-            if loaded is not None:
-                rows = _among(loaded.get(tupleset), ids)
-            else:
-                rows = _as_rows(await reader.all_many(otype, sorted(ids), tupleset))
-            parents: dict[str, dict[str, set[str]]] = {}  # parent type -> parent id -> child ids
-            defines: dict[str, bool] = {}  # parent type -> whether it defines the computed relation
-            for i, found in rows.items():
-                for row in found:
-                    pt, _, pid = row[0].partition(":")
-                    if "#" in pid:
-                        continue
-                    ok = defines.get(pt)
-                    if ok is None:
-                        ok = defines[pt] = res.ts.get_relation(pt, rw.computed) is not None
-                    if not ok or (row[1] and not self._holds(otype, i, tupleset, row)):
-                        continue
-                    by_id = parents.get(pt)
-                    if by_id is None:
-                        by_id = parents[pt] = {}
-                    kids = by_id.get(pid)
-                    if kids is None:
-                        by_id[pid] = {i}
-                    else:
-                        kids.add(i)
-            allowed: set[str] = set()
-            for pt, children in parents.items():
-                for pid in await self.relation(pt, set(children), rw.computed, depth + 1):
-                    allowed |= children[pid]
-            return allowed
+            return await self._follow(otype, ids, rw.tupleset, frozenset([rw.computed]), depth + 1)
         if isinstance(rw, Union):
             allowed, remaining = set(), set(ids)
             for c in rw.children:
@@ -391,6 +654,73 @@ class SetEvaluator:
         assert isinstance(rw, Difference)
         base = await self.rewrite(otype, ids, relation, rw.base, depth)
         return base - await self.rewrite(otype, base, relation, rw.subtract, depth)
+
+    def _admit(self, otype: str, oid: str, relation: str, user: str, cname: str | None) -> bool:
+        """Whether the request's model admits a tuple kept by the link index (as the reader's reads do)."""
+        hash_at = user.find("#")
+        if hash_at >= 0:
+            kind = user[: user.index(":")] + user[hash_at:]
+        else:
+            kind = user if user.endswith(":*") else user[: user.index(":")]
+        ok = self.res.ts.cache.setdefault("allowed", {}).get((otype, relation, kind, cname))
+        if ok is None:
+            ok = self.res.reader.allowed(otype, TupleKey(f"{otype}:{oid}", relation, user, cname))
+        return bool(ok)
+
+    def _group_links(
+        self, otype: str, tupleset: str, ids: set[str], parents: dict[str, dict[str, set[str]]]
+    ) -> dict[str, dict[str, set[str]]]:
+        """:meth:`_group` for links kept by the index, read from it directly. A plain link (a user string:
+        an object, no condition) is admitted by its type alone: when every type the slice's plain links
+        have named is, they are taken as they are."""
+        assert self.links is not None
+        links_of = self.links.links[(otype, tupleset)]
+        admit = self._admit
+        types = self.links.link_types.get((otype, tupleset), ())
+        plain = all(admit(otype, "x", tupleset, f"{t}:x", None) for t in types)
+        for i in ids:
+            entry = links_of.get(i)
+            if entry is None:
+                continue
+            if plain and type(entry) is str:
+                pt, _, pid = entry.partition(":")
+                by_id = parents.get(pt)
+                if by_id is None:
+                    by_id = parents[pt] = {}
+                kids = by_id.get(pid)
+                if kids is None:
+                    by_id[pid] = {i}
+                else:
+                    kids.add(i)
+                continue
+            kept = [row for row in as_rows(entry) if admit(otype, i, tupleset, row[0], row[1])]
+            if kept:
+                self._group(otype, tupleset, {i: kept}, parents)
+        return parents
+
+    def _group(
+        self,
+        otype: str,
+        tupleset: str,
+        rows: dict[str, list[LayerRow]],
+        parents: dict[str, dict[str, set[str]]],
+    ) -> dict[str, dict[str, set[str]]]:
+        """Add ``rows`` (an object's tupleset links) to ``parents``: parent type -> parent id -> the objects
+        linked to it (links to usersets and links whose condition does not hold left out)."""
+        for i, found in rows.items():
+            for row in found:
+                pt, _, pid = row[0].partition(":")
+                if "#" in pid or (row[1] and not self._holds(otype, i, tupleset, row)):
+                    continue
+                by_id = parents.get(pt)
+                if by_id is None:
+                    by_id = parents[pt] = {}
+                kids = by_id.get(pid)
+                if kids is None:
+                    by_id[pid] = {i}
+                else:
+                    kids.add(i)
+        return parents
 
     async def _this(self, otype: str, ids: set[str], relation: str, depth: int) -> set[str]:
         res, reader, ts, user = self.res, self.res.reader, self.res.ts, self.res.user
@@ -454,7 +784,7 @@ class SetEvaluator:
                 by_kind.setdefault((st, srel), {}).setdefault(sid, set()).add(i)
         budget = res.max_depth - depth - 2
         for (st, srel), holders in by_kind.items():
-            cl = await res.closure(st, srel)
+            cl = None if (st, srel) in self._forward else await res.closure(st, srel)
             if cl is not None:
                 for sid, objs in holders.items():
                     if sid in cl.maybe or cl.depth.get(sid, 0) > budget:

@@ -11,6 +11,7 @@ from typing import Any
 
 from tessera.core.clock import Clock
 from tessera.fga.engine.errors import ErrorCode, FGAError
+from tessera.fga.engine.links import ChangeRow
 from tessera.fga.engine.store import (
     ModelRecord,
     ObjectRow,
@@ -232,6 +233,53 @@ class MemoryDatastore:
                 if len(out) > limit:
                     return None
         return out
+
+    async def scan_relation_rows(
+        self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
+    ) -> list[ObjectRow] | None:
+        s = self._get(store_id)
+        out: list[ObjectRow] = []
+        prefix = object_type + ":"
+        for (obj, rel, user), (_, st) in s.tuples.items():
+            if (
+                rel != relation
+                or not obj.startswith(prefix)
+                or (sets_only and "#" not in user and not user.endswith(":*"))
+            ):
+                continue
+            k = st.key
+            out.append((obj[len(prefix) :], rel, user, k.condition_name, k.condition_context))
+            if len(out) > limit:
+                return None
+        return out
+
+    async def read_changes_after(
+        self, store_id: str, seq: int, limit: int, also: Sequence[int] = ()
+    ) -> tuple[bool, int, list[ChangeRow]]:
+        """The changelog's entries are numbered from 1 in write order."""
+        alive = await self.get_store(store_id) is not None
+        changes = self._get(store_id).changes
+        numbers = sorted({n for n in also if 0 < n <= min(seq, len(changes))}) + list(
+            range(seq + 1, len(changes) + 1)
+        )
+        out: list[ChangeRow] = []
+        for n in numbers[:limit]:
+            c = changes[n - 1]
+            otype, _, oid = c.key.object.partition(":")
+            deleted = c.operation == "TUPLE_OPERATION_DELETE"
+            out.append(
+                (
+                    n,
+                    otype,
+                    oid,
+                    c.key.relation,
+                    c.key.user,
+                    deleted,
+                    c.key.condition_name,
+                    c.key.condition_context,
+                )
+            )
+        return alive, len(changes), out
 
     async def read_by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]

@@ -31,6 +31,7 @@ from tessera.fga.engine.check import (
 from tessera.fga.engine.errors import ErrorCode, FGAError, validation
 from tessera.fga.engine.expand import expand as expand_tree
 from tessera.fga.engine.filter import filter_ids
+from tessera.fga.engine.links import LinkIndex, LinkIndexes
 from tessera.fga.engine.list_objects import stream_objects
 from tessera.fga.engine.list_users import UserFilter, list_users
 from tessera.fga.engine.reader import RequestReader
@@ -85,6 +86,9 @@ class EngineConfig:
     # weighs with it whether a user's own tuples on a layer's type are read from the user's side (see
     # filter.py). 0: from the user's side whenever the evaluation allows (tests use it).
     filter_probe_cost: int = 8
+    # Largest link index (tupleset links and grants to sets of users, see engine/links.py) the filter keeps
+    # per store, in tuples; a store with more is filtered from storage. 0: no index.
+    filter_index_max: int = 2_000_000
 
 
 # --- request and response shapes ------------------------------------------------------------------------
@@ -240,6 +244,10 @@ class FGAService:
         self._own_misses: dict[tuple[str, str], dict[str, list[int]]] = {}
         # Per store and model: the relations of those types that hold too many tuples to prefetch.
         self._big_relations: dict[tuple[str, str], dict[str, set[str]]] = {}
+        # The RAG filter's link indexes, per store; and this service's write count per store when each was
+        # last caught up (a MINIMIZE_LATENCY filter still sees this process's own writes at once).
+        self.links = LinkIndexes(self.config.filter_index_max)
+        self._links_seen: dict[str, int] = {}
 
     # --- stores ---------------------------------------------------------------------------------------
 
@@ -265,6 +273,7 @@ class FGAService:
     async def delete_store(self, store_id: str) -> None:
         await self.get_store(store_id)
         await self.ds.delete_store(store_id)
+        self.links.drop(store_id)
         self._known_stores.pop(store_id, None)
         self._latest.pop(store_id, None)
 
@@ -682,6 +691,8 @@ class FGAService:
             closure_max_facts=self.config.closure_max_facts,
             nesting=self._nesting_provider(req.store_id, ts) if self.config.nesting_index_max else None,
         )
+        # Contextual tuples are merged per relation by the reader: such requests read storage.
+        links = None if ctx else await self._link_index(req.store_id, ts, req.consistency)
         allowed: set[str] = set()
         for otype, ids in by_type.items():
             found = await filter_ids(
@@ -691,9 +702,23 @@ class FGAService:
                 ids,
                 reverse_budget=self.config.filter_reverse_budget,
                 probe_cost=self.config.filter_probe_cost,
+                links=links,
             )
             allowed.update(f"{otype}:{i}" for i in found)
         return [o for o in dict.fromkeys(req.objects) if o in allowed]
+
+    async def _link_index(self, store_id: str, ts: TypeSystem, consistency: Consistency) -> LinkIndex | None:
+        """The store's link index for one filter request (engine/links.py). Caught up with the changelog
+        first (one indexed read when nothing changed), except that MINIMIZE_LATENCY takes an index caught up
+        within the metadata TTL, unless this service wrote to the store since (OpenFGA lets that consistency
+        answer from caches; this process never answers from before its own write)."""
+        writes = self._revisions.get(store_id, 0)
+        max_age = 0.0
+        if consistency == "MINIMIZE_LATENCY" and self._links_seen.get(store_id) == writes:
+            max_age = self.config.metadata_cache_ttl
+        idx = await self.links.current(self.ds, store_id, ts, max_age=max_age)
+        self._links_seen[store_id] = writes
+        return idx
 
     # --- the nesting index -------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tessera.core.clock import Clock
 from tessera.fga.engine.errors import ErrorCode, FGAError
+from tessera.fga.engine.links import ChangeRow
 from tessera.fga.engine.store import (
     ModelRecord,
     ObjectRow,
@@ -732,6 +733,72 @@ class SQLDatastore:
         last = rows[-1].seq if rows else after
         return items, encode_token({"seq": last, "t": object_type})
 
+    # --- the RAG filter's link index (engine/links.py) ---------------------------------------------------
+
+    async def scan_relation_rows(
+        self, store_id: str, object_type: str, relation: str, *, sets_only: bool, limit: int
+    ) -> list[ObjectRow] | None:
+        """Every tuple of ``object_type`` objects on ``relation`` (with ``sets_only``, only those whose user
+        is a set of users: a userset or a wildcard) as :data:`ObjectRow` tuples, or None past ``limit``: one
+        range of ``ix_fga_tuples_reverse`` (the RAG filter's link index, engine/links.py, is built from
+        these)."""
+        if self._hot is not None:
+            hot = self._hot.scan_relation(store_id, object_type, relation, sets_only, limit + 1)
+            return None if len(hot) > limit else hot
+        conds: list[Any] = [_t.store_id == store_id, _t.object_type == object_type, _t.relation == relation]
+        if sets_only:
+            conds.append(or_(_t.user_relation != "", _t.user_id == "*"))
+        rows = await self._object_rows(select(*_TUPLE_COLUMNS).where(*conds).limit(limit + 1))
+        return None if len(rows) > limit else rows
+
+    async def read_changes_after(
+        self, store_id: str, seq: int, limit: int, also: Sequence[int] = ()
+    ) -> tuple[bool, int, list[ChangeRow]]:
+        """(whether the store exists and is not deleted, the changelog's newest number, its entries after
+        ``seq`` and those numbered in ``also``, in number order, at most ``limit``): the link index's
+        catch-up (engine/links.py), on ``ix_fga_changes_store_seq``."""
+        if self._hot is not None:
+            return self._hot.changes_after(store_id, seq, limit, list(also))
+        c = fga_changes.c
+        alive_stmt = select(
+            select(fga_stores.c.id)
+            .where(fga_stores.c.id == store_id, fga_stores.c.deleted_at.is_(None))
+            .exists()
+            .label("alive"),
+            select(func.max(c.seq)).where(c.store_id == store_id).scalar_subquery().label("head"),
+        )
+        after = c.seq > seq if not also else or_(c.seq > seq, c.seq.in_(list(also)))
+        columns = (c.seq, c.object_type, c.object_id, c.relation, c.user, c.operation)
+        stmt = (
+            select(*columns, c.condition_name, c.condition_context)
+            .where(c.store_id == store_id, after)
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            head_row = (await conn.execute(alive_stmt)).one()
+            alive, head = bool(head_row.alive), int(head_row.head or 0)
+            if not limit or (head <= seq and not also):
+                return alive, head, []
+            rows = (await conn.execute(stmt)).all()
+        return (
+            alive,
+            head,
+            [
+                (
+                    r.seq,
+                    r.object_type,
+                    r.object_id,
+                    r.relation,
+                    r.user,
+                    r.operation == 1,
+                    r.condition_name or None,
+                    r.condition_context or None,
+                )
+                for r in rows
+            ],
+        )
+
 
 # --- SQLite: the resolver's reads on the event loop -------------------------------------------------------
 
@@ -781,6 +848,20 @@ _SELECT_USERS_ROWS = (
 )
 _SELECT_USERS_ROWS_CONTEXT = _SELECT_USERS_ROWS.replace(
     "NULL FROM", "CASE WHEN condition_name > '' THEN condition_context END FROM"
+)
+
+
+# Every tuple of one relation of a type, from ix_fga_tuples_reverse alone (the link index's build); rows as
+# _SELECT_USERS_ROWS gives them.
+_SELECT_SCAN_ROWS = _SELECT_USERS_ROWS.format("relation = ?").removesuffix(" AND")
+_CONTEXT_COLUMN = "CASE WHEN condition_name > '' THEN condition_context END"
+_SELECT_ALIVE_HEAD = (
+    "SELECT EXISTS (SELECT 1 FROM fga_stores WHERE id = ? AND deleted_at IS NULL), "
+    "(SELECT max(seq) FROM fga_changes WHERE store_id = ?)"
+)
+_SELECT_CHANGES = (
+    "SELECT seq, object_type, object_id, relation, user, operation, condition_name, condition_context "
+    "FROM fga_changes WHERE store_id = ? AND "
 )
 
 
@@ -1026,6 +1107,41 @@ class _SQLiteHotReads:
         )
         rows = conn.execute(sql + " LIMIT ?", (*params, limit)).fetchall()
         return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
+
+    def scan_relation(
+        self, store_id: str, object_type: str, relation: str, sets_only: bool, limit: int
+    ) -> list[ObjectRow]:
+        sql = _SELECT_SCAN_ROWS + (" AND (user_relation != '' OR user_id = '*')" if sets_only else "")
+        conn = self._db()
+        params = (store_id, object_type, relation, limit)
+        rows = conn.execute(sql + " LIMIT ?", params).fetchall()
+        if not any(row[3] for row in rows):
+            return rows
+        # Tuples with a condition need their context, which only the table's rows hold.
+        rows = conn.execute(
+            sql.replace("NULL FROM", _CONTEXT_COLUMN + " FROM") + " LIMIT ?", params
+        ).fetchall()
+        return [(r[0], r[1], r[2], r[3], _sqlite_context(r[4])) if r[3] else r for r in rows]
+
+    def changes_after(
+        self, store_id: str, seq: int, limit: int, also: list[int]
+    ) -> tuple[bool, int, list[ChangeRow]]:
+        conn = self._db()
+        alive, head = conn.execute(_SELECT_ALIVE_HEAD, (store_id, store_id)).fetchone()
+        head = int(head or 0)
+        if not limit or (head <= seq and not also):
+            return bool(alive), head, []
+        sql = _SELECT_CHANGES + "seq > ?"
+        params: list[Any] = [store_id, seq]
+        if also:
+            sql = _SELECT_CHANGES + f"(seq > ? OR seq IN ({', '.join('?' * len(also))}))"
+            params += also
+        rows = conn.execute(sql + " ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
+        return (
+            bool(alive),
+            head,
+            [(r[0], r[1], r[2], r[3], r[4], r[5] == 1, r[6] or None, _sqlite_context(r[7])) for r in rows],
+        )
 
     def by_users(
         self, store_id: str, object_type: str, relation: str, users: Sequence[str]

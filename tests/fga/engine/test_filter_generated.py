@@ -16,6 +16,7 @@ import pytest
 
 from tessera.core.clock import Clock
 from tessera.fga.engine.errors import FGAError
+from tessera.fga.engine.filter import SetEvaluator
 from tessera.fga.engine.memory import MemoryDatastore
 from tessera.fga.engine.service import CheckRequest, EngineConfig, FGAService, FilterRequest
 from tessera.fga.engine.store import Datastore
@@ -148,12 +149,16 @@ async def _per_object(
 
 
 CONFIGS = {
+    # The default: set at a time from the link index (engine/links.py).
     "default": EngineConfig(),
-    "sets only": EngineConfig(filter_reverse_budget=0),
-    "big types": EngineConfig(filter_reverse_budget=0, object_prefetch=1),
-    "no prefetch": EngineConfig(object_prefetch=0),
+    "index, no prefetch": EngineConfig(object_prefetch=0, filter_reverse_budget=0),
+    # Without the index: every layer from storage.
+    "storage": EngineConfig(filter_index_max=0),
+    "sets only": EngineConfig(filter_reverse_budget=0, filter_index_max=0),
+    "big types": EngineConfig(filter_reverse_budget=0, object_prefetch=1, filter_index_max=0),
+    "no prefetch": EngineConfig(object_prefetch=0, filter_index_max=0),
     # A layer's own tuples from the user's side (reverse index) whenever the evaluation allows.
-    "own side": EngineConfig(filter_probe_cost=0),
+    "own side": EngineConfig(filter_probe_cost=0, filter_index_max=0),
 }
 
 
@@ -169,11 +174,24 @@ def _count_own_reads(ds: Datastore, seen: dict[str, int]) -> None:
     ds.read_users_rows = counted  # type: ignore[attr-defined]
 
 
-async def _agree(ds: Datastore, seed: int) -> dict[str, int]:
+def _count_index_layers(monkeypatch: pytest.MonkeyPatch, seen: dict[str, int]) -> None:
+    """Count the layers the set-at-a-time filter answered from the link index (engine/links.py)."""
+    indexed = SetEvaluator._indexed
+
+    async def counted(self: SetEvaluator, *args: Any) -> Any:
+        got = await indexed(self, *args)
+        seen["index layers"] += got is not None
+        return got
+
+    monkeypatch.setattr(SetEvaluator, "_indexed", counted)
+
+
+async def _agree(ds: Datastore, seed: int, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     svc, sid = await _store(ds, seed)
     filters = {name: FGAService(ds, config=config) for name, config in CONFIGS.items()}
-    seen = {"allowed": 0, "failed": 0, "requests": 0, "own reads": 0}
+    seen = {"allowed": 0, "failed": 0, "requests": 0, "own reads": 0, "index layers": 0}
     _count_own_reads(ds, seen)
+    _count_index_layers(monkeypatch, seen)
     for user in USERS:
         for relation in ("viewer", "editor"):
             for context in CONTEXTS:
@@ -195,16 +213,23 @@ async def _agree(ds: Datastore, seed: int) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("seed", range(4))
-async def test_filter_agrees_with_check_on_generated_stores_in_memory(seed: int) -> None:
-    seen = await _agree(MemoryDatastore(), seed)
-    # The stores exercise both answers and the error path, and the user's side of the layer reads.
+async def test_filter_agrees_with_check_on_generated_stores_in_memory(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = await _agree(MemoryDatastore(), seed, monkeypatch)
+    # The stores exercise both answers and the error path, the user's side of the layer reads, and the
+    # link index.
     assert seen["allowed"] > 30 and seen["failed"] > 0 and seen["own reads"] > 10, seen
+    assert seen["index layers"] > 50, seen
 
 
-async def test_filter_agrees_with_check_on_generated_stores_in_sql(database: Database) -> None:
+async def test_filter_agrees_with_check_on_generated_stores_in_sql(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ds = SQLDatastore(database, Clock())
     try:
-        seen = await _agree(ds, 11)
+        seen = await _agree(ds, 11, monkeypatch)
     finally:
         await ds.aclose()
     assert seen["allowed"] > 30 and seen["failed"] > 0 and seen["own reads"] > 10, seen
+    assert seen["index layers"] > 50, seen

@@ -103,7 +103,10 @@ async def test_layered_filter_agrees_with_check_on_sql(database: Database, prefe
     graph = _acyclic_graph(7)
     for i in range(0, len(graph), 100):
         await svc.write(sid, graph[i : i + 100])
-    sets = FGAService(ds, config=EngineConfig(filter_reverse_budget=0, object_prefetch=prefetch))
+    # Without the link index: the layer reads from storage are what this test is about.
+    sets = FGAService(
+        ds, config=EngineConfig(filter_reverse_budget=0, object_prefetch=prefetch, filter_index_max=0)
+    )
     docs = [f"document:d{d}" for d in range(60)] + ["document:none"]
     positives = 0
     for user in [f"user:u{u}" for u in range(6)] + ["team:t3#member"]:
@@ -193,7 +196,7 @@ async def test_own_tuples_from_the_users_side_agree_with_check(database: Databas
 
     ds.read_users_rows = counted_users  # type: ignore[assignment]
     ds.read_objects_rows = counted_layers  # type: ignore[assignment]
-    sets = FGAService(ds, config=EngineConfig(filter_reverse_budget=0))
+    sets = FGAService(ds, config=EngineConfig(filter_reverse_budget=0, filter_index_max=0))
     docs = [f"doc:d{d}" for d in range(60)] + ["doc:none"]
     context = {"ip": "10.1.2.3"}
 
