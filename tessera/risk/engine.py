@@ -166,7 +166,7 @@ class RiskEngine:
         self._pending: dict[str, dict[str, float]] = {
             "net": {},
             "agent": {},
-            "rtt": {},
+            "rtt4": {},  # quarter-octave bins (the half-octave "rtt" family before is not read)
             "login": {},
             "attack": {},
         }
@@ -199,7 +199,7 @@ class RiskEngine:
         self.world.merge(
             await self.store.global_counts("net"),
             await self.store.global_counts("agent"),
-            await self.store.global_counts("rtt"),
+            await self.store.global_counts("rtt4"),
             await self.store.global_counts("login"),
             await self.store.global_counts("attack"),
             {family: await self.store.global_counts(family) for family in RATE_FAMILIES},
@@ -459,7 +459,7 @@ class RiskEngine:
                 for path in paths(values):
                     pending[path] = pending.get(path, 0.0) + 1.0
             if f.rtt_ms is not None:
-                pending = self._pending["rtt"]
+                pending = self._pending["rtt4"]
                 key = str(rtt_bin(f.rtt_ms))
                 pending[""] = pending.get("", 0.0) + 1.0
                 pending[key] = pending.get(key, 0.0) + 1.0

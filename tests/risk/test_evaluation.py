@@ -48,8 +48,10 @@ def test_targeted_attackers_cost_little_once_history_builds(replayed_2000: Repla
     for attack in ("naive", "vpn"):
         cell = report.cell(attack, 0.99)
         assert cell.rates[40] is not None and cell.rates[40] <= 0.01, report.table()
-    # Re-authentication falls as history grows (Wiefling et al.'s central observation).
-    assert targeted.rates[1] is not None and targeted.rates[40] < targeted.rates[1]
+    # Re-authentication falls as history grows (Wiefling et al.'s central observation); both medians may be
+    # 0%, the users' mean rates say it.
+    assert targeted.means[1] is not None and targeted.means[40] is not None
+    assert targeted.means[40] < targeted.means[1]
 
 
 def _comparison(replayed: Replayed) -> tuple[Report, Report]:
@@ -79,7 +81,7 @@ def test_beats_the_novelty_baseline(replayed_2000: Replayed) -> None:
     tables = "\n" + ours.table() + "\n" + baseline.table()
     assert not worse, "\n".join(map(str, worse)) + tables
     assert not not_better, "\n".join(map(str, not_better)) + tables
-    assert better >= 75, tables  # of 112 cells (77 on this log)
+    assert better >= 81, tables  # of 112 cells (83 on this log)
 
 
 def _never_reauthenticated(replayed: Replayed, scores: list[float], threshold: float, bucket: int) -> int:
@@ -93,11 +95,11 @@ def _never_reauthenticated(replayed: Replayed, scores: list[float], threshold: f
 
 def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Replayed) -> None:
     """The issue asks for a strict win in every cell of the table where the baseline re-authenticates anyone.
-    That holds from 4 logins on (above), not at 1-3 logins (README, "How good it is"): there each user's rate
-    moves in thirds, so the median falls below the baseline's 33.3% only if more than half of the users are
-    never asked, while the baseline asks nearly everybody once. Those ties must stay there, and in each of
-    them the engine must still be the better one user by user: more users never asked and a lower mean
-    rate."""
+    That holds from 4 logins on (above) and at 1-3 logins in all but the three strictest cells at 1-3 logins
+    (README, "How good it is"): there each user's rate moves in thirds, so the median falls below the
+    baseline's 33.3% only if more than half of the users are never asked, while the baseline asks nearly
+    everybody once. Those ties must stay there, and in each of them the engine must still be the better one
+    user by user: more users never asked and a lower mean rate."""
     ours, baseline = _comparison(replayed_2000)
     ours_scores = [s.score for s in replayed_2000.scored]
     baseline_scores = novelty_baseline(replayed_2000)
@@ -118,7 +120,7 @@ def test_where_the_median_ties_the_engine_still_wins_per_user(replayed_2000: Rep
                 never_theirs = _never_reauthenticated(replayed_2000, baseline_scores, t_theirs, bucket)
                 assert never_mine > never_theirs, (attack, level, bucket, never_mine, never_theirs)
                 assert never_mine * 2 <= mine.users[bucket]  # why the median cannot move yet
-    assert len(ties) <= 9, ties  # 9 on this log, all at 1-3 logins (19 before churn and reputation)
+    assert len(ties) <= 3, ties  # 3 on this log, all at 1-3 logins (9 before relays and adoptions, 19 before)
 
 
 FEATURES = ("country", "asn", "block", "ip", "browser", "version", "os", "device")
@@ -165,8 +167,9 @@ def test_no_scorer_of_novelties_alone_beats_the_baseline_on_targeted_attacks(rep
     figures, which no such scorer can beat. The engine beats them from 4 logins on with what such scorers
     ignore (how often this user's values change; how often everybody's address changes in that block, so a
     phone's new carrier-grade NAT address costs nothing and a new address among home lines costs much; which
-    networks second factors failed from; the round-trip time); at 1-3 logins that is still not enough to
-    leave half the users alone."""
+    networks second factors failed from; the round-trip time and the latency confirmed relays added; which
+    networks and devices users take up); at 1-3 logins that leaves half the users alone in all but the
+    three strictest cells."""
     novelties = _novelties(replayed_2000)
     history = history_lengths(replayed_2000.logins)
     _, baseline = _comparison(replayed_2000)
@@ -230,7 +233,8 @@ def test_global_threshold_variant_is_reported(replayed_2000: Replayed) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 4's literal criterion (a strict win in every cell where the baseline re-authenticates "
-    "anyone) is met from 4 logins of history on, not at 1-3 (9 ties, test above and README). Strict: once "
+    "anyone) is met from 4 logins of history on and in 5 of the 8 cells at 1-3 where the baseline asks "
+    "anyone, not in 3 (targeted 99.9%, very targeted 99.5% and 99.9%: test above and README). Strict: once "
     "those cells are won this passes, and the mark must go.",
 )
 def test_beats_the_baseline_in_every_cell_where_it_reauthenticates(replayed_2000: Replayed) -> None:

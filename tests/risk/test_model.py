@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from tessera.risk.dataset import Row
 from tessera.risk.engine import Outcome, RiskEngine
 from tessera.risk.evaluate import LabelledLogin, history_lengths
 from tessera.risk.events import LoginEvent
-from tessera.risk.model.likelihood import history_stage
+from tessera.risk.model.likelihood import Profile, history_stage, likelihood_terms, short_state
 from tessera.risk.replay import replay
 from tessera.risk.simulate import STAGES, simulate
 
@@ -215,3 +217,139 @@ async def test_short_histories_are_judged_by_how_often_short_histories_bring_a_n
             await _accept(engine, on(f"u{u}", 6805 if k == 1 or (k % 3 == 0 and k) else 3320, f"84.1.{u}.1"))
     assert engine.world.history_factor("network", history_stage(1)) > 3.0
     assert engine.world.history_factor("network", history_stage(20)) < 1.0
+
+
+def _rtt_term(engine: RiskEngine, profile: Profile, event: LoginEvent) -> float:
+    terms = likelihood_terms(profile, engine.world, engine.resolve(event).features)
+    return next(t.log10 for t in terms if t.level == "rtt")
+
+
+async def test_confirmed_attacks_teach_how_much_latency_a_relay_adds() -> None:
+    """The attacker side of the RTT is learnt from confirmed attacks: how many milliseconds a login relayed
+    through a block took beyond the block's own users. After failed second factors from home lines whose
+    users take 20 ms, at 70-90 ms, a login from such a line at the line's own 20 ms is less likely an
+    attacker's than an attacker drawn from everybody, and one at 80 ms more likely; without confirmed attacks
+    the global distribution stands. The counts reach the store and a restarted engine reads them."""
+    from tessera.risk.store import MemoryStore
+
+    store = MemoryStore()
+    engine = RiskEngine(secret=SECRET, store=store)
+    at = T0
+
+    def on(user: str, asn: int, ip: str, rtt: float) -> LoginEvent:
+        return LoginEvent(
+            timestamp=at, user_id=user, ip=ip, user_agent=CHROME, country="DE", asn=asn, rtt_ms=rtt
+        )
+
+    for u in range(60):
+        for k in range(3):
+            at += 60
+            await _accept(engine, on(f"home{u}", 3209, f"88.1.{u}.1", 18.0 + k * 2))
+            await _accept(engine, on(f"mobile{u}", 6805, f"77.1.{u}.{k + 1}", 55.0 + k * 5))
+    for k in range(4):
+        at += 3600
+        await _accept(engine, on("p", 6805, f"77.1.9.{k + 1}", 60.0 + k))
+    profile = await engine._profile("p")
+    direct, relayed = on("p", 3209, "88.1.250.1", 20.0), on("p", 3209, "88.1.250.1", 80.0)
+    before = _rtt_term(engine, profile, direct), _rtt_term(engine, profile, relayed)
+    assert engine.world.relay.total == 0
+    for u in range(30):
+        at += 60
+        attack = on(f"home{u}", 3209, f"88.1.{u}.{100 + u}", 70.0 + (u % 3) * 10)
+        await engine.record_outcome(attack, await engine.assess(attack), Outcome.STEP_UP_FAILED)
+    assert engine.world.relay.total == 30
+    after = _rtt_term(engine, profile, direct), _rtt_term(engine, profile, relayed)
+    assert after[0] < before[0] - 0.1, (before, after)
+    assert after[1] > before[1], (before, after)
+    await engine.flush()
+    restarted = RiskEngine(secret=SECRET, store=store)
+    await restarted.load()
+    assert restarted.world.relay.total == 30
+    assert restarted.world.block_rtt_ms(engine.resolve(direct).features) == pytest.approx(
+        engine.world.block_rtt_ms(engine.resolve(direct).features)
+    )
+    assert _rtt_term(restarted, profile, direct) == pytest.approx(after[0])
+
+
+async def test_a_short_history_is_judged_by_users_with_the_same_history() -> None:
+    """Every user's second login comes from a second network (the phone's carrier) and none brings a third
+    at the third login: with one or two logins, what users with exactly that history did is the prior, so a
+    new network costs little at the second login and much at the third, where Good-Turing's "seen once" on
+    two logins would say the reverse."""
+    engine = RiskEngine(secret=SECRET)
+    at = T0
+
+    def on(user: str, asn: int, ip: str) -> LoginEvent:
+        return LoginEvent(timestamp=at, user_id=user, ip=ip, user_agent=CHROME, country="DE", asn=asn)
+
+    for u in range(40):
+        for k in range(6):
+            at += 60
+            await _accept(engine, on(f"u{u}", 6805 if k % 2 else 3320, f"84.1.{u}.{1 + k % 2}"))
+    assert engine.world.history_factor("network", short_state(1, 1)) > 2.0
+    assert engine.world.history_factor("network", short_state(2, 2)) < 0.5
+    await _accept(engine, on("a", 3320, "84.1.200.1"))
+    await _accept(engine, on("b", 3320, "84.1.201.1"))
+    await _accept(engine, on("b", 6805, "84.1.201.2"))
+    second = await engine.assess(on("a", 3209, "88.1.1.1"))
+    third = await engine.assess(on("b", 3209, "88.1.1.2"))
+    assert third.score - second.score > 0.5, (second.score, third.score)
+
+
+async def test_a_new_device_on_a_new_network_is_learnt_apart() -> None:
+    """Users' phones appear with their carrier: a new device type on a network new to the user is what
+    users do, a new device type on a known network is not. The browser family's novelty is counted apart
+    for logins from a network new to the user (the families' independence corrected)."""
+    engine = RiskEngine(secret=SECRET)
+    at = T0
+    phone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1"  # noqa: E501
+
+    def on(user: str, asn: int, ip: str, agent: str) -> LoginEvent:
+        return LoginEvent(timestamp=at, user_id=user, ip=ip, user_agent=agent, country="DE", asn=asn)
+
+    for u in range(40):
+        for k in range(8):
+            at += 60
+            mobile = k in {2, 5}
+            await _accept(
+                engine,
+                on(f"u{u}", 6805 if mobile else 3320, f"84.1.{u}.{k + 1}", phone if mobile else CHROME),
+            )
+    for user in ("a", "b"):
+        for k in range(2):
+            at += 60
+            await _accept(engine, on(user, 3320, f"84.1.{200 + k}.1", CHROME))
+    with_carrier = await engine.assess(on("a", 6805, "77.1.1.1", phone))
+    at_home = await engine.assess(on("b", 3320, "84.1.200.1", phone))
+    device = {r.code for r in at_home.reasons}
+    assert "new_device" in device, at_home.reasons
+    assert "new_device" not in {r.code for r in with_carrier.reasons}, with_carrier.reasons
+
+
+async def test_a_new_network_is_judged_by_the_networks_users_take_up() -> None:
+    """Two networks with as many logins: users take up one as their second network (their phones' carrier),
+    the other is only ever somebody's first (its users' home lines, and attackers count there too). A user's
+    first login from the network users take up is the likelier of the two for them (Kneser and Ney's
+    continuation counts), though everybody logs in from both as often."""
+    engine = RiskEngine(secret=SECRET)
+    at = T0
+
+    def on(user: str, asn: int, ip: str) -> LoginEvent:
+        return LoginEvent(timestamp=at, user_id=user, ip=ip, user_agent=CHROME, country="DE", asn=asn)
+
+    for u in range(40):
+        for k in range(4):
+            at += 60
+            await _accept(engine, on(f"u{u}", 6805 if k else 3320, f"84.1.{u}.{1 + min(k, 1)}"))
+            await _accept(engine, on(f"h{u}", 3209, f"88.1.{u}.1"))
+    assert engine.world.adopted.counts.get("network\x1fDE\x1f6805", 0.0) == 40
+    assert engine.world.adopted.counts.get("network\x1fDE\x1f3209", 0.0) == 0
+    for _ in range(3):
+        at += 60
+        await _accept(engine, on("x", 3320, "84.1.200.1"))
+    profile = await engine._profile("x")
+    terms = {}
+    for asn, ip in ((6805, "77.1.1.1"), (3209, "88.1.201.1")):
+        found = likelihood_terms(profile, engine.world, engine.resolve(on("x", asn, ip)).features)
+        terms[asn] = next(t.log10 for t in found if t.level == "network")
+    assert terms[3209] - terms[6805] > 0.5, terms

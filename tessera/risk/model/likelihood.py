@@ -20,13 +20,16 @@ smoothed with Witten-Bell back-off to the global estimate:
 where d_u(parent) is how many distinct children the user has shown under that parent: a user whose mobile
 carrier hands out a new IP every time has a large d and is not surprised by one more; a user with one home IP
 is. A value never seen backs off to its parent, which is the paper's IP -> ASN -> country and user agent ->
-browser -> OS -> device back-off. Round-trip time is a third family: half-octave bins, smoothed with their
-neighbours.
+browser -> OS -> device back-off. Round-trip time is a third family: quarter-octave bins, smoothed with
+their neighbours.
 
-Two terms come from what the population does rather than the user. An address new to the user weighs by the
-block's churn (how often its legitimate logins bring an address new to their user: nearly always behind a
-carrier-grade NAT, almost never among home lines), also where the user never used the block; and the
-attacker side carries each network's reputation learned from confirmed attacks (``reputation_term``).
+Several estimates come from what the population does rather than the user. An address new to the user weighs
+by the block's churn (how often its legitimate logins bring an address new to their user: nearly always behind
+a carrier-grade NAT, almost never among home lines), also where the user never used the block. A value new to
+the user is drawn from the values users take up (Kneser-Ney continuation counts: the phone's carrier, work),
+not from every login's, and a user with one to three logins is judged by how often users with the same
+history show a new value. The attacker side carries each network's reputation learned from confirmed attacks
+(``reputation_term``) and the latency those attacks added over their blocks' own users (``attacker_rtt``).
 """
 
 from __future__ import annotations
@@ -46,8 +49,19 @@ PAIR_CAPS = (24, 96)  # (ASN, browser) and (ASN, round-trip-time bin) pairs
 NOVEL_SPREAD = 1000.0  # unseen values share the global novelty mass; this constant cancels in most ratios
 
 
+# Quarter-octave bins: a home line's RTT varies by about a fifth from login to login, and a residential proxy
+# in the victim's city adds tens of milliseconds; half-octave bins (with their neighbours' share) put a
+# European proxy's 40 ms and its block's 25 ms in one.
+RTT_BINS_PER_OCTAVE = 4.0
+RTT_BINS = 64  # 1 ms to 60 s
+
+
 def rtt_bin(rtt_ms: float) -> int:
-    return round(2.0 * math.log2(max(1.0, min(rtt_ms, 60_000.0))))
+    return round(RTT_BINS_PER_OCTAVE * math.log2(max(1.0, min(rtt_ms, 60_000.0))))
+
+
+def _bin_width_ms(b: int) -> float:
+    return float(2.0 ** ((b + 0.5) / RTT_BINS_PER_OCTAVE) - 2.0 ** ((b - 0.5) / RTT_BINS_PER_OCTAVE))
 
 
 @dataclass(slots=True)
@@ -108,9 +122,9 @@ class Profile:
         return {
             "n": self.net.to_json(),
             "a": self.agent.to_json(),
-            "r": self.rtt.to_json(),
+            "r4": self.rtt.to_json(),
             "na": self.net_agent.to_json(),
-            "nr": self.net_rtt.to_json(),
+            "nr4": self.net_rtt.to_json(),
             "l": self.logins,
             "t": self.last_at,
             "la": self.last_lat,
@@ -125,9 +139,9 @@ class Profile:
             user_id=user_id,
             net=Tree.from_json(data.get("n", {}), NET_CAPS),
             agent=Tree.from_json(data.get("a", {}), UA_CAPS),
-            rtt=Tree.from_json(data.get("r", {}), RTT_CAPS),
+            rtt=Tree.from_json(data.get("r4", {}), RTT_CAPS),
             net_agent=Tree.from_json(data.get("na", {}), PAIR_CAPS),
-            net_rtt=Tree.from_json(data.get("nr", {}), PAIR_CAPS),
+            net_rtt=Tree.from_json(data.get("nr4", {}), PAIR_CAPS),
             logins=int(data.get("l", 0)),
             last_at=data.get("t"),
             last_lat=data.get("la"),
@@ -164,9 +178,19 @@ class GlobalStats:
         # a new address is a renumbering, a move, or somebody else.
         self.fresh: dict[str, float] = {}
         self.seen: dict[str, float] = {}
-        # Legitimate users' round-trip times per address block (block > half-octave bin): what a login there
-        # takes when it is not relayed, for a user who never used the network.
+        # Legitimate users' round-trip times per address block (block > quarter-octave bin): what a login
+        # there takes when it is not relayed, for a user who never used the network.
         self.block_rtt = Tree(())
+        # Per address block, the sum of ln(RTT) of those logins: their geometric mean is the block's own RTT.
+        self.block_log_rtt: dict[str, float] = {}
+        # The attacker side of the RTT, learned from confirmed attacks: how many milliseconds a relayed login
+        # takes beyond the legitimate users of the block it comes from (RELAY_MS bins). A proxy can only add
+        # latency to its own path to the service, and the extra is additive, whatever the block's own RTT.
+        self.relay = Tree(())
+        # Which values users adopt: per level (network, address block), how many legitimate logins brought a
+        # value new to their user, by value. Kneser and Ney's continuation counts: a user's next network is
+        # drawn from the networks users take up (their phone's carrier, work), not from every login's.
+        self.adopted = Tree(())
         # With a store, the rates' increments since the last flush, by family (the trees' go through the
         # engine, which sees every attempt; these are counted here, in ``learn``).
         self.unsaved: dict[str, dict[str, float]] | None = None
@@ -202,17 +226,19 @@ class GlobalStats:
             pending = self.unsaved.setdefault(family, {})
             pending[key] = pending.get(key, 0.0) + 1.0
 
-    def count_novelty(self, level: str, parent: str, novel: bool, stage: str | None = None) -> None:
+    def count_novelty(
+        self, level: str, parent: str, novel: bool, stage: str | None = None, state: str | None = None
+    ) -> None:
         key = level + SEP + parent
         self._bump("trials", self.trials, level)
         self._bump("trials", self.trials_under, key)
-        at = None if stage is None else level + stage
-        if at is not None:
+        stages = [level + at for at in (stage, state) if at is not None]
+        for at in stages:
             self._bump("trials", self.trials, at)
         if novel:
             self._bump("novel", self.novel, level)
             self._bump("novel", self.novel_under, key)
-            if at is not None:
+            for at in stages:
                 self._bump("novel", self.novel, at)
         if len(self.trials_under) > self.max_paths:
             rare = [k for k, n in self.trials_under.items() if n < 3.0]
@@ -233,12 +259,53 @@ class GlobalStats:
     def count_rtt(self, features: Features) -> None:
         if features.rtt_ms is None:
             return
-        key = (SEP.join(features.net[:3]).replace(SEP, "|"), str(rtt_bin(features.rtt_ms)))
+        block = SEP.join(features.net[:3]).replace(SEP, "|")
+        key = (block, str(rtt_bin(features.rtt_ms)))
         self.block_rtt.add(key)
+        log_rtt = math.log(max(1.0, features.rtt_ms))
+        self.block_log_rtt[block] = self.block_log_rtt.get(block, 0.0) + log_rtt
         if self.unsaved is not None:
-            pending = self.unsaved.setdefault("block_rtt", {})
+            pending = self.unsaved.setdefault("block_rtt4", {})
             for path in ("", *paths(key)):
                 pending[path] = pending.get(path, 0.0) + 1.0
+            sums = self.unsaved.setdefault("block_log_rtt", {})
+            sums[block] = sums.get(block, 0.0) + log_rtt
+
+    def block_rtt_ms(self, features: Features) -> float | None:
+        """The block's own RTT: the geometric mean of its legitimate logins' (None below RELAY_MIN_LOGINS)."""
+        block = SEP.join(features.net[:3]).replace(SEP, "|")
+        logins = self.block_rtt.count(block)
+        if logins < RELAY_MIN_LOGINS or block not in self.block_log_rtt:
+            return None
+        return math.exp(self.block_log_rtt[block] / logins)
+
+    def _relay_bin(self, features: Features) -> str | None:
+        if features.rtt_ms is None:
+            return None
+        own = self.block_rtt_ms(features)
+        if own is None:
+            return None
+        extra = math.floor((features.rtt_ms - own) / RELAY_MS)
+        return str(min(RELAY_BINS[1], max(RELAY_BINS[0], extra)))
+
+    def attacker_rtt(self, features: Features, b: int, g: float) -> float:
+        """p(RTT bin b | attacker): the global distribution (an attacker drawn from everybody), mixed with
+        the block's own RTT plus the extra latency confirmed attacks took over their blocks' users. Until
+        RELAY_MIN_ATTACKS were confirmed, or where the block's RTT is unknown, only the global one. The global
+        share (RELAY_GLOBAL_SHARE) stays: only stepped-up attacks are confirmed, so the learnt extra misses
+        the relays that were let through; the ratio moves at most log10(1 / share) from the global one."""
+        relay = self.relay
+        if relay.total < RELAY_MIN_ATTACKS:
+            return g
+        key = self._relay_bin(features)
+        if key is None:
+            return g
+        bins = RELAY_BINS[1] - RELAY_BINS[0] + 1
+        k = int(key)
+        share = (_smoothed(relay.counts, "", k) + 0.5) / (2.0 * relay.total + 0.5 * bins)
+        # From RELAY_MS-wide bins of extra latency to the quarter-octave bin the login fell in.
+        learnt = min(1.0, share * _bin_width_ms(b) / RELAY_MS)
+        return RELAY_GLOBAL_SHARE * g + (1.0 - RELAY_GLOBAL_SHARE) * learnt
 
     def fresh_rate(self, features: Features) -> float:
         """The share of legitimate logins in this address block whose address was new to their user, shrunk
@@ -268,9 +335,32 @@ class GlobalStats:
             if len(tree.counts) > self.max_paths:
                 tree.prune(2.0)
 
+    def count_adoption(self, level: str, path: str) -> None:
+        key = level + SEP + path
+        self.adopted.add(tuple(key.split(SEP)))
+        if self.unsaved is not None:
+            pending = self.unsaved.setdefault("adopted", {})
+            for prefix in ("", *paths(tuple(key.split(SEP)))):
+                pending[prefix] = pending.get(prefix, 0.0) + 1.0
+
+    def adoption(self, level: str, path: str, parent: str, g: float) -> float:
+        """p(value | the user's new value at this level, parent): the continuation distribution, shrunk
+        towards the global one (ADOPTION_WEIGHT adoptions' worth)."""
+        under = self.adopted.count(level + SEP + parent if parent else level)
+        taken = self.adopted.counts.get(level + SEP + path, 0.0)
+        return (taken + ADOPTION_WEIGHT * g) / (under + ADOPTION_WEIGHT)
+
     def add_attack(self, features: Features) -> None:
-        """A confirmed attack: the attacker side of the reputation (``reputation_term``)."""
+        """A confirmed attack: the attacker side of the reputation (``reputation_term``) and of the RTT (the
+        extra latency over its block's own users, ``attacker_rtt``)."""
         self.attacks.add(self.reputation_path(features))
+        key = self._relay_bin(features)
+        if key is not None:
+            self.relay.add((key,))
+            if self.unsaved is not None:
+                pending = self.unsaved.setdefault("relay", {})
+                for path in ("", key):
+                    pending[path] = pending.get(path, 0.0) + 1.0
 
     def reputation_path(self, features: Features) -> tuple[str, ...]:
         """Where a login counts for reputations: the kind of block (carrier-grade NAT or stable lines, by its
@@ -300,8 +390,13 @@ class GlobalStats:
         ):
             self._merge_tree(tree, counts)
         for family, counts in (rates or {}).items():
-            if family == "block_rtt":
-                self._merge_tree(self.block_rtt, counts)
+            if family in {"block_rtt4", "relay", "adopted"}:
+                tree = {"block_rtt4": self.block_rtt, "relay": self.relay, "adopted": self.adopted}[family]
+                self._merge_tree(tree, counts)
+                continue
+            if family == "block_log_rtt":
+                for key, total in counts.items():
+                    self.block_log_rtt[key] = self.block_log_rtt.get(key, 0.0) + total
                 continue
             for key, count in counts.items():
                 if family in RATE_FAMILIES[:2]:  # per level, and per level under a parent value
@@ -327,7 +422,9 @@ class GlobalStats:
             tree.counts[path] += count
 
 
-RATE_FAMILIES = ("novel", "trials", "fresh", "seen", "block_rtt")
+# The RTT's counts are in quarter-octave bins ("r4", "nr4" in profiles, "rtt4" and "block_rtt4" here): the
+# half-octave ones stored before ("r", "nr", "rtt", "block_rtt") are not read, rather than misread.
+RATE_FAMILIES = ("novel", "trials", "fresh", "seen", "block_rtt4", "block_log_rtt", "relay", "adopted")
 REPUTATION = {
     NetworkType.HOSTING: 3.0,
     NetworkType.VPN: 4.0,
@@ -396,11 +493,13 @@ def _chain_terms(
     stats: GlobalStats,
     churn: float | None = None,
     history: int | None = None,
+    context: str = "",
+    adopt: bool = True,
 ) -> list[LevelTerm]:
     terms: list[LevelTerm] = []
     parent = ""
     names = LEVEL_NAMES[family]
-    stage = None if history is None else history_stage(history)
+    stage = None if history is None else history_stage(history) + context
     for depth, path in enumerate(paths(values)):
         g = _global_conditional(world, user, path, parent)
         parent_count = user.count(parent)
@@ -414,13 +513,22 @@ def _chain_terms(
         # on a carrier-grade NAT gets a new address nearly every time (no surprise); a stable home line almost
         # never does; a user with two logins is judged mostly by what users in general do.
         prior, weight = stats.novelty(names[depth], parent), PRIOR_WEIGHT
-        if stage is not None:
+        if stage is not None and history is not None and history < SHORT_HISTORY:
+            # A user with one to three logins: how often users with exactly this history and this many
+            # values seen under the parent show a new one (Good-Turing's "seen once" on two logins says
+            # little), learnt from everybody's early logins.
+            state = short_state(history, user.kids.get(parent, 0)) + context
+            prior, weight = min(1.0, prior * stats.history_factor(names[depth], state)), SHORT_WEIGHT
+        elif stage is not None:
             prior = min(1.0, prior * stats.history_factor(names[depth], stage))
         if depth == 3 and churn is not None:
             prior, weight = churn, CHURN_WEIGHT
         novelty = min(1.0, (user.ones.get(parent, 0) + weight * prior) / (parent_count + weight))
         own = user.counts.get(path, 0.0)
-        p_user = (1.0 - novelty) * own / parent_count + novelty * g
+        new = g
+        if adopt and names[depth] in ADOPTION_LEVELS:
+            new = stats.adoption(names[depth], path, parent, g)
+        p_user = (1.0 - novelty) * own / parent_count + novelty * new
         terms.append(LevelTerm(family, names[depth], math.log10(g / p_user), novel=own <= 0))
         parent = path
     return terms
@@ -440,7 +548,7 @@ def _rtt_term(profile: Profile, stats: GlobalStats, features: Features) -> Level
     assert features.rtt_ms is not None
     world = stats.rtt
     b = rtt_bin(features.rtt_ms)
-    g = (_smoothed(world.counts, "", b) + 1.0) / (2.0 * world.total + 30.0)
+    g = (_smoothed(world.counts, "", b) + 1.0) / (2.0 * world.total + RTT_BINS)
     user = profile.rtt
     if user.total <= 0:
         return LevelTerm("rtt", "rtt", 0.0, novel=False)
@@ -455,18 +563,28 @@ def _rtt_term(profile: Profile, stats: GlobalStats, features: Features) -> Level
     asn = features.asn or "?"
     pairs = profile.net_rtt
     on_network = pairs.count(asn)
+    attacker = stats.attacker_rtt(features, b, g)
     if on_network <= 0:
-        return LevelTerm("rtt", "rtt", math.log10(g / population), novel=False)
+        return LevelTerm("rtt", "rtt", math.log10(attacker / population), novel=False)
     spread = 2.0 + len(user.counts)
     own = _smoothed(user.counts, "", b)
     p_user = (own + spread * population) / (2.0 * user.total + spread)
     spread_n = 2.0 + pairs.kids.get(asn, 0)
     own = _smoothed(pairs.counts, asn + SEP, b)
     p_user = (own + spread_n * p_user) / (2.0 * on_network + spread_n)
-    return LevelTerm("rtt", "rtt", math.log10(g / p_user), novel=own <= 0)
+    return LevelTerm("rtt", "rtt", math.log10(attacker / p_user), novel=own <= 0)
 
 
 BLOCK_RTT_SPREAD = 3.0  # pseudo-counts of the global RTT distribution in one block's
+# The attacker's RTT learnt from confirmed attacks (``GlobalStats.attacker_rtt``): bins of extra latency over
+# the block's own users (RELAY_MS wide, from -100 ms to +600 ms), the legitimate logins a block needs before
+# its own RTT is trusted, the confirmed attacks needed before the learnt extra is used, and the global
+# distribution's share in the attacker's.
+RELAY_MS = 10.0
+RELAY_BINS = (-10, 60)
+RELAY_MIN_LOGINS = 3.0
+RELAY_MIN_ATTACKS = 20.0
+RELAY_GLOBAL_SHARE = 0.2
 
 
 def _pair_term(profile: Profile, features: Features) -> LevelTerm:
@@ -505,17 +623,19 @@ UPDATE_CAP = math.log10(2.0)
 # targeted attacker copies (Wiefling et al.'s attacker models know the victim's city and browser), so a match
 # is weak evidence of the user; so is the address block (proxies are rented by city). Only the exact address
 # is not copyable and keeps its full weight. (Under Freeman et al.'s independence assumption every match would
-# count fully.)
+# count fully.) Together the copyable matches lower a login by at most 0.85 (7x): a very targeted attacker
+# matches all of them, and a user's login from a network new to them matches only the country and the
+# browser, so that matches must not buy an attacker more than the new address costs it.
 FAMILIARITY_FLOOR = {
-    "country": -0.2,
-    "network": -0.3,
-    "prefix": -0.3,
-    "device": -0.1,
-    "os": -0.1,
-    "browser": -0.1,
-    "version": -0.1,
-    "user_agent": -0.2,
-    "pair": -0.2,
+    "country": -0.1,
+    "network": -0.15,
+    "prefix": -0.15,
+    "device": -0.05,
+    "os": -0.05,
+    "browser": -0.05,
+    "version": -0.05,
+    "user_agent": -0.1,
+    "pair": -0.1,
     "rtt": -0.5,
 }
 
@@ -549,7 +669,13 @@ def reputation_term(world: GlobalStats, features: Features) -> LevelTerm:
 
 def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -> list[LevelTerm]:
     churn = features.churn = world.churn(features)
-    terms = _chain_terms("net", profile.net, world.net, features.net, world, churn, profile.logins)
+    # Hosting, VPN and Tor networks are where attackers come from: a user taking one up keeps the global
+    # back-off, and their adoptions are the first an attack that passed (or was assumed to pass) a second
+    # factor would teach the continuation counts.
+    adopt = features.network_type not in REPUTATION
+    terms = _chain_terms(
+        "net", profile.net, world.net, features.net, world, churn, profile.logins, adopt=adopt
+    )
     net = profile.net.counts
     if net.get(SEP.join(features.net[:2]), 0.0) > 0 and net.get(SEP.join(features.net[:3]), 0.0) <= 0:
         # An address in a block the user never used on a network they use, where the back-off has no
@@ -563,7 +689,14 @@ def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -
         # Freeman et al. weigh the attacker side by the network's reputation: attackers favour these networks.
         terms[1] = LevelTerm("net", "network", terms[1].log10 + math.log10(reputation), terms[1].novel)
     agent_terms = _chain_terms(
-        "agent", profile.agent, world.agent, features.agent, world, None, profile.logins
+        "agent",
+        profile.agent,
+        world.agent,
+        features.agent,
+        world,
+        None,
+        profile.logins,
+        _network_context(profile, features),
     )
     if agent_terms[3].novel and agent_terms[3].log10 > UPDATE_CAP and _newer_version(profile.agent, features):
         agent_terms[3] = LevelTerm("agent", "version", UPDATE_CAP, novel=True)
@@ -575,16 +708,46 @@ def likelihood_terms(profile: Profile, world: GlobalStats, features: Features) -
     return [_floor(term) for term in terms]
 
 
+def short_state(history: int, distinct: int) -> str:
+    """The key of a short history's state: its length and how many values the user showed (at most 3)."""
+    return "#" + str(history) + "/" + str(min(distinct, 3))
+
+
+# Levels whose new values follow the continuation counts (``GlobalStats.adoption``), and the adoptions' worth
+# of weight the global distribution has in them. Addresses are left to the block's churn; a browser's version
+# and full user agent change by themselves (updates), the versions everybody adopts.
+ADOPTION_LEVELS = ("network", "prefix", "device", "os", "browser")
+ADOPTION_WEIGHT = 5.0
+SHORT_HISTORY = 4  # histories shorter than this are judged by their state (``short_state``)
+SHORT_WEIGHT = 20.0  # logins' worth of weight the state's rate has in such a user's novelty estimate
+
+
+def _network_context(profile: Profile, features: Features) -> str:
+    """The context "n" for a login from a network the user never used: a user's new device and new network
+    come together (the phone on its carrier, the work PC at work), so the device's novelty is learnt apart
+    for such logins (the families' independence assumption corrected, as the pair term does for
+    known networks)."""
+    if profile.net.total <= 0 or SEP.join(features.net[:2]) in profile.net.counts:
+        return ""
+    return "n"
+
+
 def _count_novelty(profile: Profile, world: GlobalStats, features: Features) -> None:
-    stage = history_stage(profile.logins)
-    for family, tree, values in (
-        ("net", profile.net, features.net),
-        ("agent", profile.agent, features.agent),
+    short = profile.logins < SHORT_HISTORY
+    for family, tree, values, context in (
+        ("net", profile.net, features.net, ""),
+        ("agent", profile.agent, features.agent, _network_context(profile, features)),
     ):
+        stage = history_stage(profile.logins) + context
         parent = ""
         for depth, path in enumerate(paths(values)):
             if tree.count(parent) > 0:
-                world.count_novelty(LEVEL_NAMES[family][depth], parent, path not in tree.counts, stage)
+                state = short_state(profile.logins, tree.kids.get(parent, 0)) + context if short else None
+                level = LEVEL_NAMES[family][depth]
+                world.count_novelty(level, parent, path not in tree.counts, stage, state)
+                adopt = family == "agent" or features.network_type not in REPUTATION
+                if adopt and level in ADOPTION_LEVELS and path not in tree.counts:
+                    world.count_adoption(level, path)
             parent = path
 
 
