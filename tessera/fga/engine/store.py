@@ -152,6 +152,19 @@ class TupleReader(Protocol):
     # ``object_type``, on one of ``relations``, whose user is one of ``users``, or None when there are more
     # than ``limit``. The RAG filter reads a user's own grants on a layer's type with it when that is
     # cheaper than filtering every candidate's tuples (see engine/filter.py).
+    #
+    # Optional: ``async def read_relation_rows(store_id, object_type, object_id, relation, users, usersets,
+    # limit) -> list[TupleKey] | None``, one object's tuples on ``relation`` naming one of ``users`` (probes)
+    # or any userset of the ``usersets`` kinds (a key range per kind), or None past ``limit`` usersets: a
+    # compiled Check plan (engine/plan.py) reads a big relation with it when the user is in many sets.
+    #
+    # Optional, both or neither: ``async def scan_relation_rows(store_id, object_type, relation, *,
+    # sets_only, limit) -> list[ObjectRow] | None`` (every tuple of one relation of a type, or only those
+    # whose user is a userset or a wildcard; None past ``limit``) and ``async def read_changes_after(store_id,
+    # seq, limit, also=()) -> (alive, newest seq, [ChangeRow])`` (whether the store exists, the changelog's
+    # newest number, its entries after ``seq`` and those numbered in ``also``): the RAG filter's link index
+    # (engine/links.py) is built with the first and kept current with the second; without them the filter
+    # reads storage per layer.
 
 
 class TupleWriter(Protocol):
