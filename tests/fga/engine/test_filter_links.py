@@ -388,9 +388,11 @@ async def test_filter_meets_the_depth_limit_where_check_does(database: Database,
                         allowed.append(doc)
                 except FGAError as exc:
                     errors.add(exc.code)
-            # Without the walk from the user's side (strategy 2 of filter_ids), which answers "no" for
-            # candidates it does not reach where Check fails on the depth limit (seen on main too).
+            # Every strategy: the default walks from the user's side when set at a time meets the limit,
+            # and must not answer "no" for the candidates it does not reach where Check fails.
             for config in (
+                EngineConfig(),
+                EngineConfig(filter_index_max=0),
                 EngineConfig(filter_reverse_budget=0),
                 EngineConfig(filter_reverse_budget=0, filter_index_max=0),
             ):
@@ -404,5 +406,73 @@ async def test_filter_meets_the_depth_limit_where_check_does(database: Database,
                     assert await fsvc.filter_objects(req) == allowed, (user, length, config)
             if length == 6:
                 assert not errors and (user == "user:b" or len(allowed) == 5)
+    finally:
+        await ds.aclose()
+
+
+_FOLDERS = """
+model
+  schema 1.1
+type user
+type folder
+  relations
+    define parent: [folder]
+    define viewer: [user] or viewer from parent
+type doc
+  relations
+    define parent: [folder]
+    define viewer: [user] or viewer from parent
+"""
+
+
+@pytest.mark.parametrize("length", [10, 30])
+async def test_filter_on_a_cyclic_model_meets_the_depth_limit_where_check_does(
+    database: Database, length: int
+) -> None:
+    """Folders in folders (a cycle: no set-at-a-time evaluation, the walk from the user's side answers):
+    a document under a chain of 30 folders makes Check fail on the depth limit for a user with no tuples at
+    all, and for a user granted at the top; under 10 it answers."""
+    from tessera.fga.engine.errors import FGAError
+
+    ds = SQLDatastore(database, Clock())
+    try:
+        svc = FGAService(ds)
+        sid = (await svc.create_store("folders")).id
+        await svc.write_authorization_model(sid, transform_dsl_to_json(_FOLDERS))
+        chain = [tk(f"folder:f{i + 1}", "parent", f"folder:f{i}") for i in range(length)]
+        await svc.write(
+            sid,
+            [
+                *chain,
+                tk("doc:deep", "parent", f"folder:f{length}"),
+                tk("doc:top", "parent", "folder:f0"),
+                tk("folder:f0", "viewer", "user:a"),
+                tk("doc:own", "viewer", "user:a"),
+            ],
+        )
+        docs = ["doc:own", "doc:top", "doc:deep", "doc:none"]
+        for user in ("user:a", "user:b"):
+            allowed, errors = [], set()
+            for doc in docs:
+                try:
+                    req = CheckRequest(sid, TupleKey(doc, "viewer", user), consistency="HIGHER_CONSISTENCY")
+                    if (await svc.check(req)).allowed:
+                        allowed.append(doc)
+                except FGAError as exc:
+                    errors.add(exc.code)
+            assert bool(errors) == (length == 30), (user, allowed)
+            for config in (
+                EngineConfig(),
+                EngineConfig(filter_index_max=0),
+                EngineConfig(filter_reverse_budget=0),
+            ):
+                fsvc = FGAService(ds, config=config)
+                req = FilterRequest(sid, user, "viewer", docs, consistency="HIGHER_CONSISTENCY")
+                if errors:
+                    with pytest.raises(FGAError) as failed:
+                        await fsvc.filter_objects(req)
+                    assert failed.value.code in errors, (user, length, config)
+                else:
+                    assert await fsvc.filter_objects(req) == allowed, (user, length, config)
     finally:
         await ds.aclose()
