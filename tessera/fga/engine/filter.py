@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
-from tessera.fga.engine.links import LinkIndex, as_rows, is_set, slices
+from tessera.fga.engine.links import Grant, LinkIndex, as_rows, is_set, slices
 from tessera.fga.engine.reader import LayerRow
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import (
@@ -476,30 +476,55 @@ class SetEvaluator:
             if not all((otype, r) in links.set_relations for r in with_sets):
                 return None
             by_user = links.sets.get(otype, {})
-            for name in sets:
-                grants = by_user.get(name)
-                if not grants:
+            by_object = links.set_objects.get(otype, {})
+            # From the smaller side: a set's grants cost a lookup per candidate (or per grant, when it
+            # has fewer), every set of the user's; a candidate's grants from the object's side cost one
+            # lookup and a pass over its set grants (a few each: the type's average), whatever the
+            # number of sets. A user in 20-odd teams (nested into t0) looks the candidates up; the hot
+            # user, in one team with many grants, intersects.
+            objects = len(by_object)
+            per_object = 1 + links.set_pairs.get(otype, 0) / objects if objects else 0.0
+            if len(sets) > per_object:
+                in_sets = set(sets)
+                pairs: list[tuple[str, str, Grant]] = []
+                of_object = by_object.get
+                for i in todo:
+                    flat = of_object(i)
+                    if flat is None:
+                        continue
+                    pair = iter(flat)
+                    for name in pair:
+                        grant = next(pair)
+                        if name in in_sets:
+                            pairs.append((i, name, grant))
+            else:
+                pairs = []
+                for name in sets:
+                    grants = by_user.get(name)
+                    if not grants:
+                        continue
+                    # The set's grants among the candidates, on every relation at once: one C-level
+                    # intersection of two hash sets.
+                    for i in grants.keys() & todo:
+                        held = grants[i]
+                        for grant in held if isinstance(held, list) else (held,):
+                            pairs.append((i, name, grant))
+            for i, name, grant in pairs:
+                row: LayerRow
+                if isinstance(grant, str):
+                    relation, row = grant, (name, None, None)
+                else:
+                    relation, row = grant[0], (name, grant[1], grant[2])
+                if relation not in with_sets or not admit(otype, i, relation, name, row[1]):
                     continue
-                # The set's grants among the candidates, on every relation at once: one C-level
-                # intersection of two hash sets.
-                for i in grants.keys() & todo:
-                    held = grants[i]
-                    for grant in held if isinstance(held, list) else (held,):
-                        row: LayerRow
-                        if isinstance(grant, str):
-                            relation, row = grant, (name, None, None)
-                        else:
-                            relation, row = grant[0], (name, grant[1], grant[2])
-                        if relation not in with_sets or not admit(otype, i, relation, name, row[1]):
-                            continue
-                        rel_rows = out.get(relation)
-                        if rel_rows is None:
-                            rel_rows = out[relation] = {}
-                        found = rel_rows.get(i)
-                        if found is None:
-                            rel_rows[i] = [row]
-                        else:
-                            found.append(row)
+                rel_rows = out.get(relation)
+                if rel_rows is None:
+                    rel_rows = out[relation] = {}
+                found = rel_rows.get(i)
+                if found is None:
+                    rel_rows[i] = [row]
+                else:
+                    found.append(row)
         for relation in granting:
             mine = own.get(relation)
             if mine:
