@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from tessera.fga.engine.check import CYCLE, TRUE, LocalChecker, Resolution
 from tessera.fga.engine.errors import FGAError
-from tessera.fga.engine.links import LinkIndex, as_rows, is_set, slices
+from tessera.fga.engine.links import Grant, LinkIndex, as_rows, is_set, slices
 from tessera.fga.engine.reader import LayerRow
 from tessera.fga.engine.tuples import TupleKey
 from tessera.fga.engine.typesystem import (
@@ -130,17 +130,79 @@ async def filter_ids(
     if cl is None:
         verdicts = await check_many(res, object_type, relation, ids)
         return {i for i, ok in zip(ids, verdicts, strict=True) if ok}
+    # Nor can the walk see a forward Check meet the depth limit on a candidate it does not reach (Check
+    # fails with authorization_model_resolution_too_complex wherever its dispatches go 25 deep, whether or
+    # not they lead to the user). Unless the model bounds every dispatch chain below the limit, those
+    # candidates get Check's own resolution, which fails the request as Check would.
+    bounded = _dispatch_bound(res.ts, object_type, relation)
+    sure_of_no = bounded is not None and bounded < res.max_depth
     allowed: set[str] = set()
     unsure: list[str] = []
     for i in ids:
         if i in cl.sure and cl.depth.get(i, 0) < res.max_depth:
             allowed.add(i)
-        elif i in cl.maybe or i in cl.sure:
+        elif i in cl.maybe or i in cl.sure or not sure_of_no:
             unsure.append(i)
     if unsure:
         verdicts = await check_many(res, object_type, relation, unsure)
         allowed.update(i for i, ok in zip(unsure, verdicts, strict=True) if ok)
     return allowed
+
+
+def _dispatch_bound(ts: TypeSystem, otype: str, relation: str) -> int | None:
+    """The most dispatches deep a forward Check of ``otype#relation`` can go (a computed userset, a
+    tuple-to-userset or a userset tuple is one level each, as in check.py), whatever the tuples; None when
+    the model bounds it by no number: a cycle, a nesting kind's loop on itself included (a group tree is
+    as deep as its tuples). Every edge counts, whether or not it can lead to the user, because Check
+    meets the limit before it prunes (``resolve_tri``). Worked out once per model."""
+    memo: dict[tuple[str, str], int | None] = ts.cache.setdefault("filter_dispatch_bound", {})
+    key = (otype, relation)
+    if key in memo:
+        return memo[key]
+    # Depth-first with an explicit stack; a node met again while on the stack is a cycle.
+    on_path: set[tuple[str, str]] = set()
+
+    def edges(node: tuple[str, str]) -> list[tuple[str, str]]:
+        rels = ts.types.get(node[0], {})
+        rel = rels.get(node[1])
+        if rel is None:
+            return []
+        out: list[tuple[str, str]] = list(rel.userset_refs)
+        stack: list[Rewrite] = [rel.rewrite]
+        while stack:
+            rw = stack.pop()
+            if isinstance(rw, Computed):
+                out.append((node[0], rw.relation))
+            elif isinstance(rw, TupleToUserset):
+                ts_rel = rels.get(rw.tupleset)
+                for ref in ts_rel.directly_related if ts_rel is not None else ():
+                    if rw.computed in ts.types.get(ref.type, {}):
+                        out.append((ref.type, rw.computed))
+            elif isinstance(rw, (Union, Intersection)):
+                stack.extend(rw.children)
+            elif isinstance(rw, Difference):
+                stack += [rw.base, rw.subtract]
+        return out
+
+    def bound(node: tuple[str, str]) -> int | None:
+        if node in memo:
+            return memo[node]
+        if node in on_path:
+            return None
+        on_path.add(node)
+        deepest: int | None = 0
+        for nxt in edges(node):
+            b = bound(nxt)
+            if b is None:
+                deepest = None
+                break
+            assert deepest is not None
+            deepest = max(deepest, b + 1)
+        on_path.discard(node)
+        memo[node] = deepest
+        return deepest
+
+    return bound(key)
 
 
 # A union-only part of a model, flattened for one object type and a set of relations (see _flat): (the
@@ -414,30 +476,55 @@ class SetEvaluator:
             if not all((otype, r) in links.set_relations for r in with_sets):
                 return None
             by_user = links.sets.get(otype, {})
-            for name in sets:
-                grants = by_user.get(name)
-                if not grants:
+            by_object = links.set_objects.get(otype, {})
+            # From the smaller side: a set's grants cost a lookup per candidate (or per grant, when it
+            # has fewer), every set of the user's; a candidate's grants from the object's side cost one
+            # lookup and a pass over its set grants (a few each: the type's average), whatever the
+            # number of sets. A user in 20-odd teams (nested into t0) looks the candidates up; the hot
+            # user, in one team with many grants, intersects.
+            objects = len(by_object)
+            per_object = 1 + links.set_pairs.get(otype, 0) / objects if objects else 0.0
+            if len(sets) > per_object:
+                in_sets = set(sets)
+                pairs: list[tuple[str, str, Grant]] = []
+                of_object = by_object.get
+                for i in todo:
+                    flat = of_object(i)
+                    if flat is None:
+                        continue
+                    pair = iter(flat)
+                    for name in pair:
+                        grant = next(pair)
+                        if name in in_sets:
+                            pairs.append((i, name, grant))
+            else:
+                pairs = []
+                for name in sets:
+                    grants = by_user.get(name)
+                    if not grants:
+                        continue
+                    # The set's grants among the candidates, on every relation at once: one C-level
+                    # intersection of two hash sets.
+                    for i in grants.keys() & todo:
+                        held = grants[i]
+                        for grant in held if isinstance(held, list) else (held,):
+                            pairs.append((i, name, grant))
+            for i, name, grant in pairs:
+                row: LayerRow
+                if isinstance(grant, str):
+                    relation, row = grant, (name, None, None)
+                else:
+                    relation, row = grant[0], (name, grant[1], grant[2])
+                if relation not in with_sets or not admit(otype, i, relation, name, row[1]):
                     continue
-                # The set's grants among the candidates, on every relation at once: one C-level
-                # intersection of two hash sets.
-                for i in grants.keys() & todo:
-                    held = grants[i]
-                    for grant in held if isinstance(held, list) else (held,):
-                        row: LayerRow
-                        if isinstance(grant, str):
-                            relation, row = grant, (name, None, None)
-                        else:
-                            relation, row = grant[0], (name, grant[1], grant[2])
-                        if relation not in with_sets or not admit(otype, i, relation, name, row[1]):
-                            continue
-                        rel_rows = out.get(relation)
-                        if rel_rows is None:
-                            rel_rows = out[relation] = {}
-                        found = rel_rows.get(i)
-                        if found is None:
-                            rel_rows[i] = [row]
-                        else:
-                            found.append(row)
+                rel_rows = out.get(relation)
+                if rel_rows is None:
+                    rel_rows = out[relation] = {}
+                found = rel_rows.get(i)
+                if found is None:
+                    rel_rows[i] = [row]
+                else:
+                    found.append(row)
         for relation in granting:
             mine = own.get(relation)
             if mine:

@@ -142,6 +142,12 @@ class LinkIndex:
         self.links: dict[tuple[str, str], dict[str, Entry]] = {}
         self.sets: dict[str, dict[str, Grants]] = {}
         self.set_relations: set[tuple[str, str]] = set()
+        # The same grants the other way round, per type and object: a flat list alternating userset and
+        # one grant (``[team:t1#member, reader, team:t2#member, (admin, cond, ctx)]``; no tuple per pair).
+        # A user in many sets (every team nests into t0) looks up the candidates here, one each, instead
+        # of intersecting each set's grants with them.
+        self.set_objects: dict[str, dict[str, list[Any]]] = {}
+        self.set_pairs: dict[str, int] = {}  # per type: the grants in ``set_objects``
         # Per type: userset kind (``team#member``, or ``user:*``) -> the sets of that kind with grants in
         # ``sets``.
         self.kind_users: dict[str, dict[str, set[str]]] = {}
@@ -161,23 +167,31 @@ class LinkIndex:
         """Add a scan's rows (object id, relation, user, condition name, context) of a new set relation."""
         intern = sys.intern
         by_user = self.sets.setdefault(otype, {})
+        by_object = self.set_objects.setdefault(otype, {})
         rel = intern(relation)
         kinds = self.kind_users.setdefault(otype, {})
         for oid, _, user, cname, cctx in rows:
+            user = intern(user)  # one string per set, shared by both layouts
             grants = by_user.get(user)
             if grants is None:
-                user = intern(user)
                 grants = by_user[user] = {}
                 kinds.setdefault(set_kind(user), set()).add(user)
             grant: Grant = rel if not cname else (rel, cname, cctx)
+            oid = intern(oid)
             cur = grants.get(oid)
             if cur is None:
-                grants[intern(oid)] = grant
+                grants[oid] = grant
             elif isinstance(cur, list):
                 cur.append(grant)
             else:
                 grants[oid] = [cur, grant]
+            flat = by_object.get(oid)
+            if flat is None:
+                by_object[oid] = [user, grant]
+            else:
+                flat += (user, grant)
         self.set_relations.add((otype, relation))
+        self.set_pairs[otype] = self.set_pairs.get(otype, 0) + len(rows)
         self.size += len(rows)
 
     def _stored(self, key: tuple[str, str], user: str, cname: str | None, cctx: Any) -> Stored:
@@ -226,17 +240,29 @@ class LinkIndex:
                 rel = sys.intern(relation)
                 rest.append(rel if not cname else (rel, cname, cctx))
                 self.size += 1
+            user = sys.intern(user)
+            oid = sys.intern(oid)
             if rest:
                 if grants is None:
-                    user = sys.intern(user)
                     grants = by_user[user] = {}
                     self.kind_users.setdefault(otype, {}).setdefault(set_kind(user), set()).add(user)
-                grants[sys.intern(oid)] = rest[0] if len(rest) == 1 else rest
+                grants[oid] = rest[0] if len(rest) == 1 else rest
             elif grants is not None:
                 grants.pop(oid, None)
                 if not grants:
                     del by_user[user]
                     self.kind_users.get(otype, {}).get(set_kind(user), set()).discard(user)
+            # The object's side: its pairs for this set replaced by the set's grants now.
+            by_object = self.set_objects.setdefault(otype, {})
+            old_flat = by_object.get(oid, [])
+            flat = [x for k in range(0, len(old_flat), 2) if old_flat[k] != user for x in old_flat[k : k + 2]]
+            for g in rest:
+                flat += (user, g)
+            self.set_pairs[otype] = self.set_pairs.get(otype, 0) + (len(flat) - len(old_flat)) // 2
+            if flat:
+                by_object[oid] = flat
+            else:
+                by_object.pop(oid, None)
             return
         cur = sl.get(oid)
         kept = [] if cur is None else [cur] if not isinstance(cur, list) else cur

@@ -47,7 +47,7 @@ from tessera.fga.engine.store import (
     decode_token,
     encode_token,
 )
-from tessera.fga.engine.tuples import TupleKey, User, parse_user, split_object
+from tessera.fga.engine.tuples import MAX_OBJECT_LEN, TupleKey, User, parse_user, split_object
 from tessera.fga.engine.typesystem import TypeSystem
 
 Consistency = Literal["UNSPECIFIED", "MINIMIZE_LATENCY", "HIGHER_CONSISTENCY"]
@@ -663,11 +663,17 @@ class FGAService:
         self._validate_context(req.context)
         by_type: dict[str, list[str]] = {}
         for obj in req.objects:
-            otype, oid = split_object(obj)
+            # The candidates mostly share a type: once a type has been parsed and checked, an object of it
+            # whose id is letters and digits only (so within split_object's [^#:\s]+) needs nothing more;
+            # any other id is parsed the long way, so the answer and the error are the same.
+            otype, _, oid = obj.partition(":")
             ids = by_type.get(otype)
-            if ids is None:
-                ts.relation_or_raise(otype, req.relation)
-                ids = by_type[otype] = []
+            if ids is None or len(obj) > MAX_OBJECT_LEN or not oid.isalnum():
+                otype, oid = split_object(obj)
+                ids = by_type.get(otype)
+                if ids is None:
+                    ts.relation_or_raise(otype, req.relation)
+                    ids = by_type[otype] = []
             ids.append(oid)
         reader = RequestReader(
             self.ds,

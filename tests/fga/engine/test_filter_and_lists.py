@@ -251,3 +251,35 @@ async def test_set_at_a_time_filter_agrees_with_check(seed: int) -> None:
             assert ds.calls < 40
             positives += len(got)
     assert positives > 20
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "document:d1 x",
+        "document:",
+        "document:a:b",
+        "document:a#b",
+        "document:\u00a0",
+        "document:" + "d" * 300,
+    ],
+)
+async def test_filter_rejects_a_malformed_object_after_well_formed_ones_as_alone(bad: str) -> None:
+    """An object after others of its type (the quick path of filter_objects' parsing) is rejected with the
+    error split_object gives it; well-formed ids outside letters and digits are answered as Check answers
+    them."""
+    from tessera.fga.engine.errors import FGAError
+    from tessera.fga.engine.tuples import split_object
+
+    svc, sid, _ = await setup(
+        MODEL, [tk("document:d-1", "owner", "user:ann"), tk("document:d2", "owner", "user:ann")]
+    )
+    with pytest.raises(FGAError) as alone:
+        split_object(bad)
+    with pytest.raises(FGAError) as by_filter:
+        await svc.filter_objects(FilterRequest(sid, "user:ann", "viewer", ["document:d2", bad]))
+    assert (by_filter.value.code, str(by_filter.value)) == (alone.value.code, str(alone.value))
+    docs = ["document:d2", "document:d-1", "document:d\u00e9", "document:d_3"]
+    expected = [d for d in docs if await allowed(svc, sid, d, "viewer", "user:ann")]
+    assert await svc.filter_objects(FilterRequest(sid, "user:ann", "viewer", docs)) == expected
+    assert expected[:2] == ["document:d2", "document:d-1"]

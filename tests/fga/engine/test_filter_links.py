@@ -388,9 +388,11 @@ async def test_filter_meets_the_depth_limit_where_check_does(database: Database,
                         allowed.append(doc)
                 except FGAError as exc:
                     errors.add(exc.code)
-            # Without the walk from the user's side (strategy 2 of filter_ids), which answers "no" for
-            # candidates it does not reach where Check fails on the depth limit (seen on main too).
+            # Every strategy: the default walks from the user's side when set at a time meets the limit,
+            # and must not answer "no" for the candidates it does not reach where Check fails.
             for config in (
+                EngineConfig(),
+                EngineConfig(filter_index_max=0),
                 EngineConfig(filter_reverse_budget=0),
                 EngineConfig(filter_reverse_budget=0, filter_index_max=0),
             ):
@@ -405,4 +407,129 @@ async def test_filter_meets_the_depth_limit_where_check_does(database: Database,
             if length == 6:
                 assert not errors and (user == "user:b" or len(allowed) == 5)
     finally:
+        await ds.aclose()
+
+
+_FOLDERS = """
+model
+  schema 1.1
+type user
+type folder
+  relations
+    define parent: [folder]
+    define viewer: [user] or viewer from parent
+type doc
+  relations
+    define parent: [folder]
+    define viewer: [user] or viewer from parent
+"""
+
+
+@pytest.mark.parametrize("length", [10, 30])
+async def test_filter_on_a_cyclic_model_meets_the_depth_limit_where_check_does(
+    database: Database, length: int
+) -> None:
+    """Folders in folders (a cycle: no set-at-a-time evaluation, the walk from the user's side answers):
+    a document under a chain of 30 folders makes Check fail on the depth limit for a user with no tuples at
+    all, and for a user granted at the top; under 10 it answers."""
+    from tessera.fga.engine.errors import FGAError
+
+    ds = SQLDatastore(database, Clock())
+    try:
+        svc = FGAService(ds)
+        sid = (await svc.create_store("folders")).id
+        await svc.write_authorization_model(sid, transform_dsl_to_json(_FOLDERS))
+        chain = [tk(f"folder:f{i + 1}", "parent", f"folder:f{i}") for i in range(length)]
+        await svc.write(
+            sid,
+            [
+                *chain,
+                tk("doc:deep", "parent", f"folder:f{length}"),
+                tk("doc:top", "parent", "folder:f0"),
+                tk("folder:f0", "viewer", "user:a"),
+                tk("doc:own", "viewer", "user:a"),
+            ],
+        )
+        docs = ["doc:own", "doc:top", "doc:deep", "doc:none"]
+        for user in ("user:a", "user:b"):
+            allowed, errors = [], set()
+            for doc in docs:
+                try:
+                    req = CheckRequest(sid, TupleKey(doc, "viewer", user), consistency="HIGHER_CONSISTENCY")
+                    if (await svc.check(req)).allowed:
+                        allowed.append(doc)
+                except FGAError as exc:
+                    errors.add(exc.code)
+            assert bool(errors) == (length == 30), (user, allowed)
+            for config in (
+                EngineConfig(),
+                EngineConfig(filter_index_max=0),
+                EngineConfig(filter_reverse_budget=0),
+            ):
+                fsvc = FGAService(ds, config=config)
+                req = FilterRequest(sid, user, "viewer", docs, consistency="HIGHER_CONSISTENCY")
+                if errors:
+                    with pytest.raises(FGAError) as failed:
+                        await fsvc.filter_objects(req)
+                    assert failed.value.code in errors, (user, length, config)
+                else:
+                    assert await fsvc.filter_objects(req) == allowed, (user, length, config)
+    finally:
+        await ds.aclose()
+
+
+def _grants_both_ways_agree(idx: Any) -> None:
+    """The index's two layouts of set grants (per set, per object) hold the same grants."""
+    for otype, by_user in idx.sets.items():
+        per_set = sorted(
+            (oid, user, str(g))
+            for user, grants in by_user.items()
+            for oid, held in grants.items()
+            for g in (held if isinstance(held, list) else [held])
+        )
+        flat = idx.set_objects.get(otype, {})
+        per_object = sorted(
+            (oid, pairs[k], str(pairs[k + 1])) for oid, pairs in flat.items() for k in range(0, len(pairs), 2)
+        )
+        assert per_set == per_object, otype
+        assert idx.set_pairs.get(otype, 0) == len(per_object), otype
+
+
+async def test_a_user_in_many_sets_is_answered_from_the_objects_side_across_writes(
+    database: Database,
+) -> None:
+    """Ann is in twelve teams (t12 nested up to t1): more sets than a repository holds grants, so a layer's
+    grants are looked up per candidate repository (LinkIndex.set_objects) instead of per set; that layout
+    follows another process's writes and deletes like the other."""
+    ds, svc, sid = await _setup(database)
+    other_ds = SQLDatastore(database, Clock())
+    other = FGAService(other_ds)
+    try:
+        chain = [tk(f"team:t{i}", "member", f"team:t{i + 1}#member") for i in range(2, 12)]
+        await svc.write(
+            sid, [*chain, tk("team:t12", "member", "user:ann"), tk("repo:r3", "reader", "team:t7#member")]
+        )
+        got = await _agree(svc, svc, sid)
+        assert {"document:d0", "document:d3", "document:d5"} <= set(got)
+        idx = svc.links.peek(sid)
+        assert idx is not None
+        _grants_both_ways_agree(idx)
+        per_object = 1 + idx.set_pairs["repo"] / len(idx.set_objects["repo"])
+        assert per_object < 12  # the objects' side is the one taken
+        await other.write(
+            sid,
+            [tk("repo:r2", "reader", "team:t9#member"), tk("repo:r2", "reader", "team:t4#member")],
+            deletes=[tk("repo:r3", "reader", "team:t7#member")],
+        )
+        got = await _agree(svc, other, sid)
+        assert "document:d2" in got and "document:d3" not in got
+        _grants_both_ways_agree(idx)
+        await other.write(sid, deletes=[tk("repo:r2", "reader", "team:t9#member")])
+        assert "document:d2" in await _agree(svc, other, sid)
+        await other.write(sid, deletes=[tk("repo:r2", "reader", "team:t4#member")])
+        assert "document:d2" not in await _agree(svc, other, sid)
+        _grants_both_ways_agree(idx)
+        assert idx is svc.links.peek(sid)
+    finally:
+        await other_ds.aclose()
         await ds.aclose()
