@@ -12,10 +12,11 @@ from tessera.core.errors import InvalidGrant, InvalidRequest
 from tessera.core.ids import constant_time_equal
 
 METHODS_SUPPORTED = ("S256",)
-# RFC 7636 4.1 / 4.2: 43 to 128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~".
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+# RFC 7636 4.1 / 4.2: 43 to 128 characters of [A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~". Every
+# pattern here ends in \Z: $ would also accept a trailing newline.
+_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}\Z")
 # An S256 challenge is the base64url (no padding) of a SHA-256 digest: exactly 43 characters.
-_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_S256_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}\Z")
 
 
 def check_challenge(challenge: str | None, method: str | None) -> tuple[str, str]:

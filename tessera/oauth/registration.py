@@ -43,7 +43,7 @@ MAX_URI_LENGTH = 2048
 MAX_TEXT = 512
 GRANTS = ("authorization_code", "refresh_token", "client_credentials")
 # RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+\Z")
 # Fields the server understands (RFC 7591 section 2, OIDC Registration 2, Back-Channel Logout 2.2,
 # RP-Initiated Logout 3.1); everything else in a request is ignored.
 URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")

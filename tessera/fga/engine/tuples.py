@@ -9,11 +9,12 @@ from typing import Any
 
 from tessera.fga.engine.errors import invalid_tuple, validation
 
-# openfga/api validation patterns (TupleKey.object, .relation, .user).
+# openfga/api validation patterns (TupleKey.object, .relation, .user). Anchored with \Z, not $: Python's $
+# also matches before a final newline, so "document:d2\n" was taken for document:d2 (Go's $ is \z).
 _TYPE = r"[^:#@\s]{1,254}"
-_OBJECT_RE = re.compile(rf"^({_TYPE}):([^#:\s]+)$")
-_RELATION_RE = re.compile(r"^[^:#@\s]{1,50}$")
-_USER_RE = re.compile(rf"^({_TYPE}):([^#:\s]+)(?:#([^:#@\s]{{1,50}}))?$")
+_OBJECT_RE = re.compile(rf"^({_TYPE}):([^#:\s]+)\Z")
+_RELATION_RE = re.compile(r"^[^:#@\s]{1,50}\Z")
+_USER_RE = re.compile(rf"^({_TYPE}):([^#:\s]+)(?:#([^:#@\s]{{1,50}}))?\Z")
 MAX_OBJECT_LEN = 256
 MAX_USER_LEN = 512
 

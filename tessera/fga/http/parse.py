@@ -19,9 +19,9 @@ from tessera.fga.engine.errors import ErrorCode, FGAError, validation
 from tessera.fga.engine.tuples import TupleKey
 
 # openfga/api: store and model ids are ULIDs (26 characters of Crockford base32).
-_ULID = re.compile(r"^[ABCDEFGHJKMNPQRSTVWXYZ0-9]{26}$")
+_ULID = re.compile(r"^[ABCDEFGHJKMNPQRSTVWXYZ0-9]{26}\Z")
 # BatchCheckItem.correlation_id: letters, digits and hyphens, at most 36 (swagger's description).
-_CORRELATION = re.compile(r"^[\w\d-]{1,36}$")
+_CORRELATION = re.compile(r"^[\w\d-]{1,36}\Z")
 _CONSISTENCY = ("UNSPECIFIED", "MINIMIZE_LATENCY", "HIGHER_CONSISTENCY")
 MAX_CONTEXTUAL = 100
 MAX_ASSERTIONS = 100

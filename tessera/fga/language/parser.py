@@ -41,9 +41,9 @@ from .lexer import BUTNOT, CEL, EOF, NL, WORD, WS, Lexer, Token
 NAME_KEYWORDS = ("module", "model", "schema", "extend", "type", "relation")
 RESERVED_NOT_NAMES = {"define", "relations", "and", "or", "from", "with", "condition"}
 # IDENTIFIER and EXTENDED_IDENTIFIER (which adds `.` and `/`, as in `a.b/c`).
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*$")
-IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-SCHEMA_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-./]*\Z")
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")
+SCHEMA_VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\Z")
 PARAM_TYPES = ("bool", "string", "int", "uint", "double", "duration", "timestamp", "ipaddress")
 PARAM_CONTAINERS = ("map", "list")
 
