@@ -24,9 +24,11 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    TextClause,
     delete,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -234,6 +236,12 @@ class SqlRevocationStore:
     async def any_revoked(self, keys: list[str], *, conn: AsyncConnection | None = None) -> bool:
         if not keys:
             return False
+        if conn is None and (hot := self._db.hot_reader) is not None:
+            # An SQLite file: the lookup on the event loop (storage/hot.py), as authoritative as the pool's.
+            # Only placeholders are formatted in; the keys are parameters.
+            marks = ", ".join("?" * len(keys))
+            sql = f'SELECT 1 FROM oauth_revocations WHERE "key" IN ({marks}) LIMIT 1'  # noqa: S608
+            return hot.one(sql, keys) is not None
         stmt = select(oauth_revocations.c.key).where(oauth_revocations.c.key.in_(keys)).limit(1)
         if conn is not None:
             return (await conn.execute(stmt)).first() is not None
@@ -242,6 +250,73 @@ class SqlRevocationStore:
 
     async def purge(self, before: datetime, *, conn: AsyncConnection) -> None:
         await conn.execute(delete(oauth_revocations).where(oauth_revocations.c.expires_at < before))
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """What the database says about an access token's revocation records, client and user."""
+
+    revoked: bool  # a revocation record names its jti or its grant
+    client_disabled: bool | None  # None: no such client (or it was not asked about)
+    user_disabled: bool | None  # None: no such user (or it was not asked about)
+
+
+class SqlTokenStates:
+    """The authoritative reads an access token needs on every use, in one statement.
+
+    Whether a revocation record names the token's jti or grant (``oauth_revocations``), whether its client
+    exists and is enabled (``oauth_clients``) and whether its user does (``users``): three scalar subqueries
+    of one ``SELECT``, so a token costs one read instead of three. On an SQLite file it runs on the event loop
+    (``storage/hot.py``); elsewhere in one :meth:`Database.read` block. Nothing is cached: a revocation or a
+    disabled client made in any process counts from the next request on.
+    """
+
+    def __init__(self, db: Database):
+        self._db = db
+        # One statement per shape (how many revocation keys, whether the client and the user are asked):
+        # built once each, so neither SQLAlchemy nor sqlite3 parses a new string per token.
+        self._statements: dict[tuple[int, bool, bool], tuple[str, TextClause]] = {}
+
+    def _statement(self, keys: int, client: bool, user: bool) -> tuple[str, TextClause]:
+        shape = (keys, client, user)
+        found = self._statements.get(shape)
+        if found is None:
+            # Named placeholders, which both sqlite3 and SQLAlchemy's text() take; only they are formatted in.
+            names = ", ".join(f":k{i}" for i in range(keys))
+            revoked = f'EXISTS (SELECT 1 FROM oauth_revocations WHERE "key" IN ({names}))'  # noqa: S608
+            client_sql = "(SELECT disabled FROM oauth_clients WHERE client_id = :client)"
+            user_sql = "(SELECT disabled FROM users WHERE id = :user)"
+            sql = (
+                f"SELECT {revoked if keys else 'NULL'}, {client_sql if client else 'NULL'}, "
+                f"{user_sql if user else 'NULL'}"
+            )
+            found = self._statements[shape] = (sql, text(sql))
+        return found
+
+    async def read(
+        self, revocation_keys: list[str], client_id: str | None, user_id: str | None
+    ) -> TokenState:
+        """The state of the records ``revocation_keys`` (``jti:<jti>``, ``grant:<id>``), of the client
+        ``client_id`` and of the user ``user_id``; a client or user given as None is not looked up."""
+        sql, stmt = self._statement(len(revocation_keys), client_id is not None, user_id is not None)
+        params: dict[str, Any] = {f"k{i}": key for i, key in enumerate(revocation_keys)}
+        if client_id is not None:
+            params["client"] = client_id
+        if user_id is not None:
+            params["user"] = user_id
+        hot = self._db.hot_reader
+        if hot is not None:
+            row = hot.one(sql, params)
+        else:
+            async with self._db.read() as conn:
+                row = (await conn.execute(stmt, params)).first()
+        assert row is not None  # a SELECT without FROM always yields its one row
+        revoked, client_disabled, user_disabled = row
+        return TokenState(
+            bool(revoked),
+            None if client_disabled is None else bool(client_disabled),
+            None if user_disabled is None else bool(user_disabled),
+        )
 
 
 class SqlJtiStore:
@@ -349,4 +424,6 @@ __all__ = [
     "SqlJtiStore",
     "SqlRefreshTokenStore",
     "SqlRevocationStore",
+    "SqlTokenStates",
+    "TokenState",
 ]

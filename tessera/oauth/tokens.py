@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -187,11 +188,16 @@ class TokenIssuer:
             raise InvalidToken("the access token was revoked")
         return claims
 
-    async def is_revoked(self, claims: dict[str, Any]) -> bool:
+    @staticmethod
+    def revocation_keys(claims: Mapping[str, Any]) -> list[str]:
+        """The revocation records that would revoke a verified access token: its jti's and its grant's."""
         keys = [f"jti:{claims['jti']}"]
         if isinstance(claims.get("gid"), str):
             keys.append(f"grant:{claims['gid']}")
-        return await self._revocations.any_revoked(keys)
+        return keys
+
+    async def is_revoked(self, claims: dict[str, Any]) -> bool:
+        return await self._revocations.any_revoked(self.revocation_keys(claims))
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.now(), UTC)

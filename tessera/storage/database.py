@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tessera.core.errors import TesseraError
+from tessera.storage.hot import SQLiteHotReader
 
 
 class DatabaseUnavailable(TesseraError):
@@ -83,6 +84,7 @@ class Database:
                 url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self.read_engine = self.engine
+        self._hot: SQLiteHotReader | None = None
 
     @property
     def dialect(self) -> str:
@@ -98,6 +100,17 @@ class Database:
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
         return database
+
+    @property
+    def hot_reader(self) -> SQLiteHotReader | None:
+        """Point reads on the event loop (``hot.py``) for an SQLite file; None for PostgreSQL and for
+        in-memory or URI-style SQLite, whose callers use :meth:`read`. Closed by :meth:`dispose`."""
+        if self._hot is None:
+            path = self.sqlite_file
+            if path is None:
+                return None
+            self._hot = SQLiteHotReader(path)
+        return self._hot
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -123,6 +136,8 @@ class Database:
             raise DatabaseUnavailable(f"cannot open the database {redacted_url(self.url)}: {said}") from exc
 
     async def dispose(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()

@@ -38,8 +38,7 @@ def router(services: Services) -> APIRouter:
         enabled=settings.fga_auth,
         issuer=settings.issuer,
         # Resolved on first use, so building the router does not build the key ring.
-        verifier=lambda: services.oauth.tokens,
-        parties_active=lambda claims: services.oauth.token_parties_active(claims),
+        verifier=lambda: services.oauth,
         now=services.clock.now,
     )
     return _routes(services.fga, auth, base_url=api_identifier(settings.issuer))

@@ -5,13 +5,14 @@ Read, ReadChanges, reading stores, models and assertions), ``fga:write`` (Write,
 ``fga:admin`` (creating and deleting stores, writing models). ``fga:admin`` grants the other two as well,
 so one admin client can drive the ``fga`` CLI end to end.
 
-Tokens are checked by the authorization server's own verifier (``TokenIssuer.verify_access_token``:
-signature by a published key, ``typ: at+jwt`` per RFC 9068 section 4, issuer, expiry, revocation), then the
-audience and the route's scope here. Failures answer OpenFGA's own codes (openfga/api ``AuthErrorCode``) in
-OpenFGA's body shape, plus an RFC 6750 section 3 ``WWW-Authenticate`` header: no token is 401
-``bearer_token_missing``; a token that is not ours, expired, revoked or for another audience is 401
-``auth_failed_invalid_bearer_token`` / ``auth_failed_invalid_audience`` / ``auth_failed_invalid_issuer``; a
-valid token without the scope is 403 ``forbidden``.
+Tokens are checked by the authorization server's own verifier (``OAuthServer.check_access_token``:
+signature by a published key, ``typ: at+jwt`` per RFC 9068 section 4, issuer, expiry, revocation by jti and
+by grant, and whether the token's client and user still exist and are enabled, the database's answers read
+in one statement), then the audience and the route's scope here. Failures answer OpenFGA's own codes
+(openfga/api ``AuthErrorCode``) in OpenFGA's body shape, plus an RFC 6750 section 3 ``WWW-Authenticate``
+header: no token is 401 ``bearer_token_missing``; a token that is not ours, expired, revoked or for another
+audience is 401 ``auth_failed_invalid_bearer_token`` / ``auth_failed_invalid_audience`` /
+``auth_failed_invalid_issuer``; a valid token without the scope is 403 ``forbidden``.
 
 ``TESSERA_FGA_AUTH=off`` turns this off for local experiments; :func:`check_opt_out` refuses it unless the
 server listens on loopback only, so an open FGA API is never reachable from another machine.
@@ -59,9 +60,10 @@ class FGAAuthError(TesseraError):
 
 
 class TokenVerifier(Protocol):
-    async def verify_access_token(self, token: str) -> dict[str, Any]:
+    async def check_access_token(self, token: str) -> tuple[dict[str, Any], bool]:
         """The claims of a Tessera access token (RFC 9068 ``at+jwt``) that is well signed by a published key,
-        unexpired, from this issuer and not revoked; raises a TesseraError otherwise."""
+        unexpired, from this issuer and not revoked, and whether its client and user still exist and are
+        enabled; raises a TesseraError for a token that is not valid."""
         ...
 
 
@@ -127,12 +129,8 @@ class FGAAuthenticator:
         verifier: Callable[[], TokenVerifier],
         now: Callable[[], float],
         leeway: int = 30,
-        parties_active: Callable[[dict[str, Any]], Awaitable[bool]] | None = None,
     ):
         self.enabled = enabled
-        # Whether the token's client and user still exist and are enabled (a deleted client's JWT is still
-        # well signed); asked last, so OpenFGA's audience and issuer codes keep their precedence.
-        self._parties_active = parties_active
         self.issuer = issuer
         self.audience = f"{issuer}/fga"
         self._verifier = verifier
@@ -144,7 +142,7 @@ class FGAAuthenticator:
             return ANONYMOUS
         token = _bearer(request)
         try:
-            claims = await self._verifier().verify_access_token(token)
+            claims, parties_active = await self._verifier().check_access_token(token)
         except TesseraError as exc:
             # OpenFGA names a foreign issuer separately; the claim is only read to pick the code.
             if _unverified_issuer(token) not in (None, self.issuer):
@@ -167,7 +165,9 @@ class FGAAuthenticator:
             raise FGAAuthError(
                 "forbidden", "the principal is not authorized to perform the action", 403, scope=scope
             )
-        if self._parties_active is not None and not await self._parties_active(claims):
+        # A deleted or disabled client's JWT (or a disabled user's) is still well signed: refused last, so
+        # OpenFGA's audience, issuer and scope codes keep their precedence.
+        if not parties_active:
             raise FGAAuthError("auth_failed_invalid_bearer_token", "invalid bearer token", 401)
         return Principal(str(claims.get("sub", "")), claims.get("client_id"), granted)
 

@@ -3,7 +3,10 @@ codes; TESSERA_FGA_AUTH=off works only on loopback."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +179,102 @@ async def test_tokens_of_a_deleted_client_are_refused(secured: tuple[httpx.Async
     # Still well signed and unexpired, but its client is gone: it speaks for no one.
     r = await api.get("/stores", headers=bearer(live))
     assert r.status_code == 401 and r.json()["code"] == "auth_failed_invalid_bearer_token"
+
+
+@pytest.fixture
+async def secured_on(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """``secured`` on each backend (SQLite and PostgreSQL)."""
+    from tessera.admin import operations
+    from tessera.storage.migrate import upgrade
+
+    services = Services(settings_for(tmp_path, database_url, auth=True))
+    await upgrade(services.db)
+    await operations.create_client(
+        services,
+        source="test",
+        client_id="client-1",
+        client_name="fga test client",
+        grant_types=["client_credentials"],
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(create_app(services=services)), base_url="http://127.0.0.1/fga"
+        ) as client:
+            yield client, services
+    finally:
+        await services.aclose()
+
+
+async def test_revoked_disabled_and_deleted_parties_are_refused_at_once(
+    secured_on: tuple[httpx.AsyncClient, Services],
+) -> None:
+    """Each change is made by another process (its own ``Database`` on the same URL) and refuses the very next
+    request: the reads behind a bearer token are authoritative, never a cache."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    from tessera.oauth.clients import SqlClientStore
+    from tessera.oauth.storage import SqlRevocationStore
+    from tessera.storage.database import Database
+
+    api, services = secured_on
+    user = await services.users.create("grace@example.com")
+    clients_token = bearer(await token(services, scope="fga:read"))
+    users_token = bearer(await token(services, scope="fga:read", sub=user.id, gid="grant-1"))
+    other_users_token = bearer(await token(services, scope="fga:read", sub=user.id, gid="grant-2"))
+
+    async def status(headers: dict[str, str]) -> tuple[int, str | None]:
+        r = await api.get("/stores", headers=headers)
+        return r.status_code, (None if r.status_code == 200 else r.json()["code"])
+
+    refused = (401, "auth_failed_invalid_bearer_token")
+    for headers in (clients_token, users_token, other_users_token):
+        assert await status(headers) == (200, None)
+
+    other = Database(services.db.url)
+    now = datetime.now(UTC)
+    later = now + timedelta(hours=1)
+    try:
+        # Revoked by grant: that grant's token only.
+        async with other.transaction() as conn:
+            await SqlRevocationStore(other).add("grant:grant-1", "t", now, later, conn=conn)
+        assert await status(users_token) == refused
+        assert await status(other_users_token) == (200, None)
+
+        # The user disabled, enabled, deleted.
+        async with other.transaction() as conn:
+            await conn.execute(text("UPDATE users SET disabled = true WHERE id = :id"), {"id": user.id})
+        assert await status(other_users_token) == refused
+        assert await status(clients_token) == (200, None)
+        async with other.transaction() as conn:
+            await conn.execute(text("UPDATE users SET disabled = false WHERE id = :id"), {"id": user.id})
+        assert await status(other_users_token) == (200, None)
+        async with other.transaction() as conn:
+            await conn.execute(text("DELETE FROM users WHERE id = :id"), {"id": user.id})
+        assert await status(other_users_token) == refused
+
+        # The client disabled (every token it holds), enabled again, then revoked by jti.
+        client = await services.oauth.client_store.get("client-1")
+        assert client is not None
+        clock = services.clock
+        async with other.transaction() as conn:
+            await SqlClientStore(other, clock).update(replace(client, disabled=True), conn=conn)
+        assert await status(clients_token) == refused
+        async with other.transaction() as conn:
+            await SqlClientStore(other, clock).update(replace(client, disabled=False), conn=conn)
+        assert await status(clients_token) == (200, None)
+        jti = json.loads(base64.urlsafe_b64decode(clients_token["Authorization"].split(".")[1] + "=="))["jti"]
+        async with other.transaction() as conn:
+            await SqlRevocationStore(other).add(f"jti:{jti}", "t", now, later, conn=conn)
+        assert await status(clients_token) == refused
+        fresh = bearer(await token(services, scope="fga:read"))
+        assert await status(fresh) == (200, None)
+
+        # The client deleted.
+        async with other.transaction() as conn:
+            await SqlClientStore(other, clock).delete("client-1", conn=conn)
+        assert await status(fresh) == refused
+    finally:
+        await other.dispose()
