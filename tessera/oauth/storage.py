@@ -245,7 +245,7 @@ class SqlRevocationStore:
         stmt = select(oauth_revocations.c.key).where(oauth_revocations.c.key.in_(keys)).limit(1)
         if conn is not None:
             return (await conn.execute(stmt)).first() is not None
-        async with self._db.read() as own:
+        async with self._db.single_read() as own:
             return (await own.execute(stmt)).first() is not None
 
     async def purge(self, before: datetime, *, conn: AsyncConnection) -> None:
@@ -267,8 +267,9 @@ class SqlTokenStates:
     Whether a revocation record names the token's jti or grant (``oauth_revocations``), whether its client
     exists and is enabled (``oauth_clients``) and whether its user does (``users``): three scalar subqueries
     of one ``SELECT``, so a token costs one read instead of three. On an SQLite file it runs on the event loop
-    (``storage/hot.py``); elsewhere in one :meth:`Database.read` block. Nothing is cached: a revocation or a
-    disabled client made in any process counts from the next request on.
+    (``storage/hot.py``); elsewhere through :meth:`Database.single_read` (on PostgreSQL one round trip, no
+    transaction around it). Nothing is cached: a revocation or a disabled client made in any process counts
+    from the next request on. The ``users`` table is read directly: ``SqlUserStore`` is the only user store.
     """
 
     def __init__(self, db: Database):
@@ -308,7 +309,7 @@ class SqlTokenStates:
         if hot is not None:
             row = hot.one(sql, params)
         else:
-            async with self._db.read() as conn:
+            async with self._db.single_read() as conn:
                 row = (await conn.execute(stmt, params)).first()
         assert row is not None  # a SELECT without FROM always yields its one row
         revoked, client_disabled, user_disabled = row

@@ -84,6 +84,11 @@ class Database:
                 url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self.read_engine = self.engine
+        # One-statement reads on PostgreSQL skip BEGIN and ROLLBACK (two round trips of three): the same
+        # pool, its connections in autocommit for the checkout (see ``single_read``).
+        self._autocommit_engine = (
+            None if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._hot: SQLiteHotReader | None = None
 
     @property
@@ -122,6 +127,18 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (a consistent snapshot for the block's duration)."""
         async with self.read_engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def single_read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for one read statement. On PostgreSQL it runs outside a transaction (autocommit):
+        the statement is its own snapshot of everything committed before it, as in :meth:`read`, without the
+        BEGIN and ROLLBACK round trips. On SQLite it is :meth:`read`."""
+        if self._autocommit_engine is None:
+            async with self.read() as conn:
+                yield conn
+            return
+        async with self._autocommit_engine.connect() as conn:
             yield conn
 
     async def probe(self) -> None:
