@@ -114,6 +114,13 @@ class KeyRing:
         # The signing key as of the last reload (None if every key is retired): answered as it is while the
         # set is fresh, since the token endpoint asks for it on every request.
         self._active: SigningKey | None = None
+        # Tokens whose signature verified, by SHA-256 of the token (not the bearer token itself): the header
+        # and claims. A signature that verified once verifies forever, so only the key's membership of the
+        # published set is asked again on each use (``verify``); everything else about a token (expiry,
+        # revocation, its client and user) is the caller's to check every time. Bounded: when it is full it
+        # starts over.
+        self._verified: dict[bytes, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._verified_max = 10_000
 
     @property
     def max_token_lifetime(self) -> int:
@@ -260,9 +267,27 @@ class KeyRing:
 
         Raises ``KeyError_`` for anything that is not a well-formed token signed by one of our published keys
         with that key's own algorithm (so ``alg: none`` or an algorithm switch fails here).
+
+        A token seen before is not verified again (an ES256 verification is most of this method's cost, and
+        an agent presents the same access token on every call): its header and claims come from memory once
+        its key is found still published with the same algorithm and ``typ`` still matches.
         """
         try:
-            compact = jws.extract_compact(token.encode("ascii"))
+            raw = token.encode("ascii")
+        except UnicodeError as exc:
+            raise KeyError_("malformed token") from exc
+        digest = hashlib.sha256(raw).digest()
+        seen = self._verified.get(digest)
+        if seen is not None:
+            header, claims = seen
+            key = await self.find(header["kid"])
+            if key is None:  # retired past its tokens' lifetime (or removed): refused as below
+                del self._verified[digest]
+                raise KeyError_("token was not signed by a key of this server")
+            _check_header(header, key, typ)
+            return dict(header), dict(claims)
+        try:
+            compact = jws.extract_compact(raw)
         except (JoseError, ValueError, UnicodeError) as exc:
             raise KeyError_("malformed token") from exc
         header = compact.headers()
@@ -272,10 +297,7 @@ class KeyRing:
         key = await self.find(kid)
         if key is None:
             raise KeyError_("token was not signed by a key of this server")
-        if header.get("alg") != key.alg:
-            raise KeyError_("token algorithm does not match its key")
-        if typ is not None and str(header.get("typ", "")).lower() not in {typ, f"application/{typ}"}:
-            raise KeyError_(f"token type is not {typ}")
+        _check_header(header, key, typ)
         try:
             decoded = jwt.decode(token, key.key, algorithms=[key.alg])
         except (JoseError, ValueError) as exc:
@@ -283,7 +305,17 @@ class KeyRing:
         claims = decoded.claims
         if not isinstance(claims, dict):
             raise KeyError_("token claims are not an object")
+        if len(self._verified) >= self._verified_max:
+            self._verified.clear()
+        self._verified[digest] = (dict(header), dict(claims))
         return dict(header), claims
+
+
+def _check_header(header: dict[str, Any], key: SigningKey, typ: str | None) -> None:
+    if header.get("alg") != key.alg:
+        raise KeyError_("token algorithm does not match its key")
+    if typ is not None and str(header.get("typ", "")).lower() not in {typ, f"application/{typ}"}:
+        raise KeyError_(f"token type is not {typ}")
 
 
 def _b64(data: bytes) -> str:

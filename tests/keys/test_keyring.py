@@ -112,3 +112,35 @@ def test_cli_rotate_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"]).output)
     assert [k["kid"] for k in listed] == kids[::-1]
     assert [k["status"] for k in listed] == ["active", "retired"]
+
+
+async def test_a_token_verified_before_is_still_checked_against_the_published_keys(
+    database: Database, clock: FrozenClock
+) -> None:
+    """``verify`` remembers tokens whose signature verified: a second use must still refuse what the first
+    would refuse now (a key retired past its tokens' lifetime, another ``typ``), and a token that differs
+    in any byte is verified afresh."""
+    keys = ring(database, clock, access_token_ttl=600, id_token_ttl=300)
+    token, old = await keys.sign({"sub": "d", "jti": "j1"}, typ="at+jwt")
+    first = await keys.verify(token, typ="at+jwt")
+    again = await keys.verify(token, typ="at+jwt")
+    assert again == first and again[1] == {"sub": "d", "jti": "j1"}
+    again[1]["sub"] = "changed by a caller"
+    assert (await keys.verify(token, typ="at+jwt"))[1]["sub"] == "d"
+    with pytest.raises(KeyError_):
+        await keys.verify(token, typ="JWT")
+
+    head, body, signature = token.split(".")
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    with pytest.raises(KeyError_):
+        await keys.verify(f"{head}.{body}.{flipped}", typ="at+jwt")
+    # Claims of another token under the verified signature: a different token, refused.
+    other_body = token.split(".")[1][:-2] + ("AA" if not body.endswith("AA") else "BB")
+    with pytest.raises(KeyError_):
+        await keys.verify(f"{head}.{other_body}.{signature}", typ="at+jwt")
+
+    await keys.rotate()
+    assert (await keys.verify(token, typ="at+jwt"))[0]["kid"] == old.kid  # retired keys still verify
+    clock.advance(601)
+    with pytest.raises(KeyError_):
+        await keys.verify(token, typ="at+jwt")
