@@ -55,14 +55,56 @@ class _IdentifierRandomness:
         self._buffer, self._offset = b"", 0
 
 
+_RANDOM_BITS = 80
+_RANDOM_LIMIT = 1 << _RANDOM_BITS
+
+
+class _MonotonicUlids:
+    """ULIDs that increase within a process, also within one millisecond (the ULID specification's
+    monotonic variant): lists paged by id (users, clients, stores, audit events) then come back in creation
+    order even for rows created in the same millisecond, which 80 fresh random bits do not give.
+
+    In the same millisecond as the previous id (or when the clock stepped back), the random part grows by a
+    random step of 1 to 2^32 instead of 1, so the next id is still not guessable from the last. A forked
+    child forgets the last id and starts from fresh randomness.
+    """
+
+    def __init__(self, randomness: _IdentifierRandomness):
+        self._randomness = randomness
+        self._last_ms = -1
+        self._last_random = 0
+        self._lock = threading.Lock()
+
+    def new(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        with self._lock:
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                step = 1 + int.from_bytes(self._randomness.take(4), "big")
+                random_part = self._last_random + step
+                if random_part >= _RANDOM_LIMIT:  # 2^80 exhausted in one millisecond: borrow the next one
+                    ms += 1
+                    random_part = int.from_bytes(self._randomness.take(10), "big")
+            else:
+                random_part = int.from_bytes(self._randomness.take(10), "big")
+            self._last_ms, self._last_random = ms, random_part
+        return ulid_text(((ms << _RANDOM_BITS) | random_part).to_bytes(16, "big"))
+
+    def forget(self) -> None:
+        self._last_ms, self._last_random = -1, 0
+
+
 _identifier_randomness = _IdentifierRandomness()
+_ulids = _MonotonicUlids(_identifier_randomness)
 os.register_at_fork(after_in_child=_identifier_randomness.forget)
+os.register_at_fork(after_in_child=_ulids.forget)
 
 
 def new_id() -> str:
     """A ULID (48-bit millisecond time, 80 random bits): sortable by creation time, as OpenFGA's clients
-    expect store and model ids to be. An identifier, never a secret."""
-    return ulid_text((time.time_ns() // 1_000_000).to_bytes(6, "big") + _identifier_randomness.take(10))
+    expect store and model ids to be, and increasing within a process (see _MonotonicUlids). An identifier,
+    never a secret."""
+    return _ulids.new()
 
 
 def new_token_id() -> str:
