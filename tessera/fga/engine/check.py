@@ -128,6 +128,10 @@ class Resolution:
     _closure_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # (type, relation) of a shallow kind -> its sets resolved forwards (see LocalChecker._forward_first).
     forwarded: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # The store's link index (engine/links.py) for this request, caught up as its consistency asks, or None
+    # (none for this store, or contextual tuples, which the index does not merge); supplied by the service
+    # and asked for only by a compiled plan (plan.py), so a cached answer never pays for the catch-up.
+    links: Callable[[], Awaitable[Any]] | None = None
 
     async def closure(self, otype: str, relation: str) -> Any:
         """The sets ``otype:o#relation`` the user is in, computed once per request by walking backwards

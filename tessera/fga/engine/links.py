@@ -158,6 +158,12 @@ class LinkIndex:
         self.gaps: dict[int, float] = {}
         self.checked = 0.0  # when it was last caught up (monotonic seconds)
         self.build_seconds = 0.0
+        # Loads and changes applied so far, with ``token`` (one per index): what a cache of something derived
+        # from the store may be keyed by (Check's nesting indexes). Not ``seq``: on PostgreSQL a skipped
+        # number applied later changes the index and leaves ``seq``; and not the datastore's revision, which
+        # counts something else (writes on the memory datastore, tuples in the changelog).
+        self.applied = 0
+        self.token = object()
 
     def covers(self, ts: TypeSystem) -> bool:
         links, sets = slices(ts)
@@ -191,6 +197,7 @@ class LinkIndex:
             else:
                 flat += (user, grant)
         self.set_relations.add((otype, relation))
+        self.applied += 1
         self.set_pairs[otype] = self.set_pairs.get(otype, 0) + len(rows)
         self.size += len(rows)
 
@@ -221,11 +228,13 @@ class LinkIndex:
             else:
                 slice_[oid] = [cur, stored]
         self.size += len(rows)
+        self.applied += 1
 
     def apply(self, change: ChangeRow) -> None:
         """One changelog entry, idempotently: a write sets the tuple (replacing its condition), a delete
         removes it."""
         _, otype, oid, relation, user, deleted, cname, cctx = change
+        self.applied += 1
         sl = self.links.get((otype, relation))
         if sl is None:
             if not is_set(user) or (otype, relation) not in self.set_relations:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tessera.fga.engine.errors import FGAError
+from tessera.fga.engine.links import LinkIndex, as_rows, is_set, slices
 from tessera.fga.engine.tuples import TupleKey, User
 from tessera.fga.engine.typesystem import Computed, This, TupleToUserset, TypeSystem, Union
 
@@ -45,6 +46,9 @@ _MAX_KNOWN_SETS = 64
 # kind, bounded by _MAX_KNOWN_SETS) of being probed one by one.
 _MAX_PROBED_SETS = 4
 _MISSING = object()
+# Lookups of the user's sets of one nesting kind answered from each direct set's ancestors before they are
+# merged into one map (see _Nesting.step).
+_MERGE_AFTER = 4
 
 
 class _Unsupported(Exception):
@@ -61,6 +65,8 @@ class Direct:
     by_wildcard: bool
     kinds: frozenset[str]
     refs: tuple[tuple[str, str], ...]
+    # Whether the relation is also a tupleset of the model (the link index keeps its set grants as links).
+    in_links: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -74,6 +80,8 @@ class Node:
     ttus: tuple[tuple[str, dict[str, Node]], ...] = ()
     # Userset kind -> the node resolving one set of it forwards; absent for nesting kinds (closures only).
     sets: dict[str, Node] = field(default_factory=dict)
+    # The direct relations by name (what a grant kept by the link index is matched against).
+    by_relation: dict[str, Direct] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -186,7 +194,11 @@ def _node(ts: TypeSystem, otype: str, relations: frozenset[str], user: User, nod
                 stack.extend(rw.children)
             else:
                 raise _Unsupported
+    tuplesets = slices(ts)[0]
+    for d in direct.values():
+        d.in_links = (otype, d.relation) in tuplesets
     node = nodes[key] = Node(otype, relations, tuple(direct[n] for n in sorted(direct)))
+    node.by_relation = {d.relation: d for d in node.direct}
     edges: list[tuple[str, dict[str, Node]]] = []
     for tupleset in sorted(ttus):
         tsr = rels.get(tupleset)
@@ -224,18 +236,24 @@ async def run(
     forwards and the user's closure of its kind."""
     if plan.depth >= res.max_depth:
         return None
-    return await _Search(plan, res, forward_first).run(oid)
+    search = _Search(plan, res, forward_first)
+    if res.links is not None:
+        idx = await res.links()
+        if idx is not None:
+            return await search.run_indexed(idx, oid)
+    return await search.run(oid)
 
 
 class _Nesting:
     """The user's sets of one nesting kind: the ancestors in the store's index of the user's direct sets."""
 
-    __slots__ = ("_steps", "index", "starts")
+    __slots__ = ("_lookups", "_steps", "index", "starts")
 
     def __init__(self, index: NestingIndex, starts: list[str]) -> None:
         self.index = index
         self.starts = starts
         self._steps: dict[str, int] | None = None
+        self._lookups = 0
 
     def steps(self) -> dict[str, int]:
         """Every set the user is in, at the fewest steps up from one of the direct ones (the index's
@@ -261,6 +279,11 @@ class _Nesting:
         """The fewest steps from one of the user's direct sets up to ``sid``; None when above none."""
         if self._steps is not None:
             return self._steps.get(sid)
+        self._lookups += 1
+        if self._lookups > _MERGE_AFTER:
+            # Asked often (an object's many team grants): one merged map is cheaper than a lookup per
+            # direct set each time; the same fewest steps either way.
+            return self.steps().get(sid)
         best: int | None = None
         for start in self.starts:
             steps = self.index.ancestors(start).get(sid)
@@ -352,6 +375,160 @@ class _Search:
                             return None
                         todo.append((sub, pid))
         return False
+
+    async def run_indexed(self, idx: LinkIndex, oid: str) -> bool | None:
+        """:meth:`run` with the objects' links and set grants from the store's link index (caught up for the
+        request), so the search reads no object: the user's sets are asked for as in :meth:`run` (closures,
+        the nesting index), and the user's own tuples on every object met are read last, one reverse read
+        per type (:meth:`_own`), only when nothing else made the user related."""
+        seen: set[tuple[Node, str]] = set()
+        todo = self.todo
+        todo.append((self.plan.root, oid))
+        # type -> {object id: relations on which the user's own tuple would relate them}
+        own: dict[str, dict[str, set[str]]] = {}
+        while todo:
+            step = todo.pop()
+            if step in seen:
+                continue
+            seen.add(step)
+            node, oid = step
+            verdict = await self._indexed(idx, node, oid, own)
+            if verdict != _NO:
+                return None if verdict == _UNSURE else True
+        verdict = await self._own(own)
+        return None if verdict == _UNSURE else verdict == _TRUE
+
+    def _admits(self, otype: str, oid: str, relation: str, user: str, cname: str | None) -> bool:
+        """Whether the request's model admits a tuple the link index keeps (the reader's reads admit each
+        row so: OpenFGA ignores tuples the model's type restrictions reject)."""
+        hash_at = user.find("#")
+        if hash_at >= 0:
+            kind = user[: user.index(":")] + user[hash_at:]
+        else:
+            kind = user if user.endswith(":*") else user[: user.index(":")]
+        ok = self.reader._allowed.get((otype, relation, kind, cname))
+        if ok is None:
+            ok = self.reader.allowed(otype, TupleKey(f"{otype}:{oid}", relation, user, cname))
+        return ok
+
+    async def _indexed(
+        self, idx: LinkIndex, node: Node, oid: str, own: dict[str, dict[str, set[str]]]
+    ) -> int:
+        """One object of the search from the index: its grants to the user's wildcard or to sets of the
+        kinds that may hold the user, then its links (queued); its relations the user's own tuple may be on
+        are noted in ``own``."""
+        otype = node.type
+        if node.direct:
+            wanted = node.by_relation
+            # The set slices keep an object's grants as one flat list, set and grant alternating.
+            flat = idx.set_objects.get(otype, {}).get(oid)
+            if flat:
+                it = iter(flat)
+                for u, g in zip(it, it, strict=True):
+                    if isinstance(g, str):
+                        d = wanted.get(g)
+                        if d is None:
+                            continue
+                        verdict = await self._grant(node, oid, d, u, None)
+                    else:
+                        d = wanted.get(g[0])
+                        if d is None:
+                            continue
+                        verdict = await self._grant(node, oid, d, u, g[1])
+                    if verdict != _NO:
+                        return verdict
+            for d in node.direct:
+                if d.by_user:
+                    objects = own.get(otype)
+                    if objects is None:
+                        objects = own[otype] = {}
+                    rels = objects.get(oid)
+                    if rels is None:
+                        objects[oid] = {d.relation}
+                    else:
+                        rels.add(d.relation)
+                if d.in_links:
+                    # A relation that is also a tupleset: its set grants are kept with its links.
+                    entry = idx.links.get((otype, d.relation), {}).get(oid)
+                    for u, cname, _ in as_rows(entry) if entry is not None else ():
+                        if is_set(u):
+                            verdict = await self._grant(node, oid, d, u, cname)
+                            if verdict != _NO:
+                                return verdict
+        for tupleset, parents in node.ttus:
+            sl = idx.links.get((otype, tupleset))
+            entry = sl.get(oid) if sl is not None else None
+            if entry is None:
+                continue
+            for u, cname, _ in as_rows(entry):
+                pt, _, pid = u.partition(":")
+                if "#" in pid or pid == "*":
+                    continue  # tuplesets hold plain objects only
+                sub = parents.get(pt)
+                if sub is None or not self._admits(otype, oid, tupleset, u, cname):
+                    continue
+                if cname:
+                    return _UNSURE
+                self.todo.append((sub, pid))
+        return _NO
+
+    async def _grant(self, node: Node, oid: str, d: Direct, u: str, cname: str | None) -> int:
+        """One grant of ``oid``'s relation ``d`` to a set ``u`` (a userset or a wildcard), kept by the index:
+        whether it makes the user related (as :meth:`run` judges the same tuple read from storage)."""
+        if u == self.wild:
+            if not d.by_wildcard:
+                return _NO
+            kind = ""
+            st = sid = srel = ""
+        else:
+            hash_at = u.find("#")
+            if hash_at < 0:
+                return _NO  # another type's wildcard
+            colon = u.index(":")
+            st, sid, srel = u[:colon], u[colon + 1 : hash_at], u[hash_at + 1 :]
+            kind = f"{st}#{srel}"
+            if kind not in d.kinds:
+                return _NO
+        ok = self.reader._allowed.get((node.type, d.relation, kind or u, cname))
+        if ok is None:
+            ok = self.reader.allowed(node.type, TupleKey(f"{node.type}:{oid}", d.relation, u, cname))
+        if not ok:
+            return _NO
+        if cname:
+            return _UNSURE
+        if not kind:
+            return _TRUE
+        how = self.known.get(kind)
+        if how is not None:
+            return self._in_known(how, sid)
+        return await self._member(node, kind, st, sid, srel)
+
+    async def _own(self, own: dict[str, dict[str, set[str]]]) -> int:
+        """Whether the user's own tuple is on one of the noted relations of one of the noted objects: per
+        type, one reverse read of the user's tuples on those relations (the user's grants are few), or,
+        when the user holds more than ``_MAX_KNOWN_SETS`` of them, point probes of the noted objects."""
+        reader, me = self.reader, self.me
+        read_users = getattr(reader.ds, "read_users_rows", None)  # optional in the protocol
+        for otype, objects in own.items():
+            relations = sorted({r for rels in objects.values() for r in rels})
+            rows = None
+            if read_users is not None:
+                reader.reads += 1
+                rows = await read_users(reader.store_id, otype, relations, [me], _MAX_KNOWN_SETS)
+            if rows is not None:
+                for oid, rel, user, cname, _ in rows:
+                    rels = objects.get(oid)
+                    if rels is None or rel not in rels or user != me:
+                        continue
+                    if not self._admits(otype, oid, rel, user, cname):
+                        continue
+                    return _UNSURE if cname else _TRUE
+                continue
+            for oid, rels in objects.items():
+                for rel in sorted(rels):
+                    for k in await reader.direct(otype, oid, rel, (me,)):
+                        return _UNSURE if k.condition_name else _TRUE
+        return _NO
 
     async def _member(self, node: Node, kind: str, st: str, sid: str, srel: str) -> int:
         """Whether the user is in ``st:sid#srel``: from the user's closure of the kind when the checker would

@@ -109,12 +109,13 @@ def generated_tuples(rng: random.Random, refs: dict[str, dict[str, list[str]]]) 
 
 
 async def _services(
-    ds: Datastore, dsl: str, tuples: list[TupleKey], object_prefetch: int = 100
+    ds: Datastore, dsl: str, tuples: list[TupleKey], object_prefetch: int = 100, links: bool = True
 ) -> tuple[FGAService, FGAService, str]:
-    """Two services on one store: with plans (the default) and without."""
-    config = EngineConfig(check_cache_ttl=0, object_prefetch=object_prefetch)
+    """Two services on one store: with plans (the default) and without; ``links``: whether the plans take
+    links and set grants from the link index (engine/links.py) or read objects from storage."""
+    config = EngineConfig(check_cache_ttl=0, object_prefetch=object_prefetch, check_links=links)
     with_plans = FGAService(ds, config=config)
-    without = FGAService(ds, config=config)
+    without = FGAService(ds, config=EngineConfig(check_cache_ttl=0, object_prefetch=object_prefetch))
     without.checker = LocalChecker(plans=False)
     without.cache = CachedChecker(without.checker, ttl=0)
     without.resolver = without.cache
@@ -155,10 +156,22 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return verdict
 
     monkeypatch.setattr(check_module, "run", counted)
+    real_indexed = plan_module._Search.run_indexed
+
+    async def indexed(self: Any, *args: Any) -> bool | None:
+        counts["indexed"] = counts.get("indexed", 0) + 1
+        return await real_indexed(self, *args)
+
+    monkeypatch.setattr(plan_module._Search, "run_indexed", indexed)
     return counts
 
 
-async def _agree(ds: Datastore, seed: int, object_prefetch: int = 100) -> tuple[int, int]:
+def _plain(counts: dict[str, int]) -> dict[str, int]:
+    """The verdict counts without the index's."""
+    return {k: v for k, v in counts.items() if k != "indexed"}
+
+
+async def _agree(ds: Datastore, seed: int, object_prefetch: int = 100, links: bool = True) -> tuple[int, int]:
     """Every check of every relation of every object for every user, with and without plans; returns
     (checks, allowed ones)."""
     rng = random.Random(seed)
@@ -172,7 +185,7 @@ async def _agree(ds: Datastore, seed: int, object_prefetch: int = 100) -> tuple[
     else:
         pytest.skip("no valid model drawn")
     tuples = generated_tuples(rng, refs)
-    with_plans, without, store_id = await _services(ds, dsl, tuples, object_prefetch)
+    with_plans, without, store_id = await _services(ds, dsl, tuples, object_prefetch, links)
     checks = allowed = 0
     for tname, rels in refs.items():
         for rname in [*rels, "member"] if tname == "team" else rels:
@@ -190,13 +203,18 @@ async def _agree(ds: Datastore, seed: int, object_prefetch: int = 100) -> tuple[
     return checks, allowed
 
 
+@pytest.mark.parametrize("links", [True, False])
 @pytest.mark.parametrize("seed", range(60))
-async def test_plans_agree_with_the_rules_walk_in_memory(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_plans_agree_with_the_rules_walk_in_memory(
+    seed: int, links: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     counts = _counting(monkeypatch)
-    await _agree(MemoryDatastore(), seed)
+    await _agree(MemoryDatastore(), seed, links=links)
     # Most generated relations are plain unions: the plans must have answered some checks themselves.
     if seed == 0:
         assert counts["answered"] > 0
+        # From the link index exactly when it is on.
+        assert (counts.get("indexed", 0) > 0) is links
 
 
 @pytest.mark.parametrize("ranges", [False, True])
@@ -209,7 +227,7 @@ async def test_plans_agree_on_objects_too_big_to_prefetch(
     first set on) the relation's usersets of the kinds by range."""
     if ranges:
         monkeypatch.setattr(plan_module, "_MAX_PROBED_SETS", 0)
-    await _agree(MemoryDatastore(), seed, object_prefetch=2)
+    await _agree(MemoryDatastore(), seed, object_prefetch=2, links=False)
 
 
 @pytest.mark.parametrize("seed", [4, 5])
@@ -221,7 +239,7 @@ async def test_plans_agree_on_objects_too_big_to_prefetch_in_sql(
     monkeypatch.setattr(plan_module, "_MAX_PROBED_SETS", seed - 4)
     ds = SQLDatastore(database, Clock())
     try:
-        await _agree(ds, seed, object_prefetch=2)
+        await _agree(ds, seed, object_prefetch=2, links=False)
     finally:
         await ds.aclose()
 
@@ -232,19 +250,21 @@ async def test_plans_answer_most_generated_checks(monkeypatch: pytest.MonkeyPatc
     counts = _counting(monkeypatch)
     checks = allowed = 0
     for seed in range(100, 130):
-        c, a = await _agree(MemoryDatastore(), seed)
+        c, a = await _agree(MemoryDatastore(), seed, links=seed % 2 == 0)
         checks, allowed = checks + c, allowed + a
     assert counts["answered"] > counts["handed back"], counts
+    assert counts.get("indexed", 0) > 0
     assert 0 < allowed < checks
 
 
+@pytest.mark.parametrize("links", [True, False])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_plans_agree_with_the_rules_walk_in_sql(database: Database, seed: int) -> None:
+async def test_plans_agree_with_the_rules_walk_in_sql(database: Database, seed: int, links: bool) -> None:
     from tessera.core.clock import Clock
 
     ds = SQLDatastore(database, Clock())
     try:
-        await _agree(ds, seed)
+        await _agree(ds, seed, links=links)
     finally:
         await ds.aclose()
 
@@ -273,7 +293,10 @@ type document
 """
 
 
-async def test_a_plan_answers_through_teams_orgs_and_big_relations(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("links", [True, False])
+async def test_a_plan_answers_through_teams_orgs_and_big_relations(
+    links: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The bench's shape: a document's viewers through its repo, the repo's organisation and its members
     (a relation too big to prefetch, read by probes), and nested teams; true and false both from the plan."""
     counts = _counting(monkeypatch)
@@ -289,13 +312,14 @@ async def test_a_plan_answers_through_teams_orgs_and_big_relations(monkeypatch: 
         tk("repo:r", "admin", "user:a"),
         tk("organization:o", "owner", "user:boss"),
     ]
-    with_plans, without, store_id = await _services(MemoryDatastore(), GITHUB, tuples)
+    with_plans, without, store_id = await _services(MemoryDatastore(), GITHUB, tuples, links=links)
     cases = {"user:t": True, "user:m7": True, "user:a": True, "user:boss": True, "user:x": False}
     for user, expected in cases.items():
         key = TupleKey("document:d", "viewer", user)
         assert await _answer(with_plans, store_id, key) is expected
         assert await _answer(without, store_id, key) is expected
-    assert counts == {"answered": len(cases), "handed back": 0}
+    assert _plain(counts) == {"answered": len(cases), "handed back": 0}
+    assert counts.get("indexed", 0) == (len(cases) if links else 0)
 
 
 async def test_depth_limit_is_the_rules_walks() -> None:
@@ -328,7 +352,7 @@ async def test_a_team_nested_deeper_than_the_budget_is_handed_back(monkeypatch: 
     for obj in ("doc:1", "doc:2"):
         key = TupleKey(obj, "viewer", "user:a")
         assert await _answer(with_plans, store_id, key) == await _answer(without, store_id, key)
-    assert counts == {"answered": 1, "handed back": 1}
+    assert _plain(counts) == {"answered": 1, "handed back": 1}
 
 
 async def test_conditions_and_exclusions_have_no_plan() -> None:
@@ -420,14 +444,15 @@ async def test_read_relation_rows_is_the_same_on_every_datastore(database: Datab
     ]
 
 
+@pytest.mark.parametrize("links", [True, False])
 @pytest.mark.parametrize("org_teams", [3, 70])
 async def test_a_user_in_many_teams_against_a_big_relation(
-    org_teams: int, monkeypatch: pytest.MonkeyPatch
+    org_teams: int, links: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A user in six nested teams and organisations of 150 members (too big to prefetch): an
     organisation's teams are read by range when few (3, and organisation p's one) and the user's probed one
     by one when the organisation has more than the bound (70); both from the plan."""
-    await _many_teams(MemoryDatastore(), org_teams, monkeypatch)
+    await _many_teams(MemoryDatastore(), org_teams, monkeypatch, links)
 
 
 async def test_a_user_in_many_teams_against_a_big_relation_in_sql(
@@ -437,12 +462,15 @@ async def test_a_user_in_many_teams_against_a_big_relation_in_sql(
 
     ds = SQLDatastore(database, Clock())
     try:
-        await _many_teams(ds, 70, monkeypatch)
+        for links in (True, False):
+            await _many_teams(ds, 70, monkeypatch, links)
     finally:
         await ds.aclose()
 
 
-async def _many_teams(ds: Datastore, org_teams: int, monkeypatch: pytest.MonkeyPatch) -> None:
+async def _many_teams(
+    ds: Datastore, org_teams: int, monkeypatch: pytest.MonkeyPatch, links: bool = False
+) -> None:
     counts = _counting(monkeypatch)
     tuples = [tk("organization:o", "member", f"user:m{i}") for i in range(150)]
     tuples += [tk("team:0", "member", "user:t")]
@@ -458,7 +486,7 @@ async def _many_teams(ds: Datastore, org_teams: int, monkeypatch: pytest.MonkeyP
     ]
     tuples += [tk("organization:p", "member", f"user:m{i}") for i in range(150)]
     tuples += [tk("organization:p", "member", "team:4#member")]
-    with_plans, without, store_id = await _services(ds, GITHUB, tuples)
+    with_plans, without, store_id = await _services(ds, GITHUB, tuples, links=links)
     for repo, expected in (("repo:r", False), ("repo:q", True)):
         key = TupleKey(repo, "reader", "user:t")
         assert await _answer(with_plans, store_id, key) is expected
@@ -468,4 +496,4 @@ async def _many_teams(ds: Datastore, org_teams: int, monkeypatch: pytest.MonkeyP
     key = TupleKey("repo:r", "reader", "user:t")
     assert await _answer(with_plans, store_id, key, contextual_tuples=ctx) is True
     assert await _answer(without, store_id, key, contextual_tuples=ctx) is True
-    assert counts == {"answered": 3, "handed back": 0}
+    assert _plain(counts) == {"answered": 3, "handed back": 0}
