@@ -446,7 +446,7 @@ LEVEL_NAMES = {
 ATTACK_PRIOR = 3.0
 # log10 bounds of the learnt reputation. Only attacks that met a step-up are confirmed, so a kind of network
 # attackers did not use yet (mobile carriers, in the simulation) looks clean: the lower bound limits what that
-# blind spot buys a proxy on such a network. (-2 leaves 15-20 more users with 1-3 logins unasked at the
+# blind spot buys a proxy on such a network. (-2 leaves 15-27 more users with 1-3 logins unasked at the
 # strictest thresholds on the simulated log, and wins very targeted 99.5% there, by leaning on that blind
 # spot.)
 REPUTATION_BOUNDS = (-1.0, 1.0)
