@@ -13,7 +13,7 @@ class Policy:
     """Score thresholds (log10 of the likelihood ratio plus pattern terms) that turn a score into a
     decision."""
 
-    step_up: float = 0.5  # the evaluation's thresholds for 99% of targeted attacks: -0.3 to 1.7 by history
+    step_up: float = 0.5  # the evaluation's thresholds for 99% of targeted attacks: -0.2 to 1.7 by history
     deny: float = 5.0  # novelty alone (a trip abroad) should ask for a second factor, not lock the user out
     end_session: float = 2.5  # session checks only: above it, end the session
     # Optional (minimum history length, step-up threshold) pairs: the evaluation shows that the threshold
