@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,10 @@ async def api(fga_services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-async def secured(tmp_path: Path, sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    """The /fga API with authentication on (SQLite), and the services to mint tokens with."""
-    services = Services(settings_for(tmp_path, sqlite_url, auth=True))
+@asynccontextmanager
+async def secured_api(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The /fga API with authentication on, on ``database_url``, and the services to mint tokens with."""
+    services = Services(settings_for(tmp_path, database_url, auth=True))
     await upgrade(services.db)
     # The client the tests' tokens name: tokens of clients that do not exist are refused.
     from tessera.admin import operations
@@ -110,6 +111,13 @@ async def secured(tmp_path: Path, sqlite_url: str) -> AsyncIterator[tuple[httpx.
             yield client, services
     finally:
         await services.aclose()
+
+
+@pytest.fixture
+async def secured(tmp_path: Path, sqlite_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The /fga API with authentication on (SQLite)."""
+    async with secured_api(tmp_path, sqlite_url) as api:
+        yield api
 
 
 def model_json() -> dict[str, Any]:

@@ -18,7 +18,7 @@ from tessera.core.ids import new_id
 from tessera.fga.http import api_identifier, register_api
 from tessera.services import Services
 from tessera.web.app import create_app
-from tests.fga.server.conftest import ISSUER, model_json, settings_for
+from tests.fga.server.conftest import ISSUER, model_json, secured_api, settings_for
 
 AUDIENCE = f"{ISSUER}/fga"
 
@@ -184,25 +184,8 @@ async def test_tokens_of_a_deleted_client_are_refused(secured: tuple[httpx.Async
 @pytest.fixture
 async def secured_on(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
     """``secured`` on each backend (SQLite and PostgreSQL)."""
-    from tessera.admin import operations
-    from tessera.storage.migrate import upgrade
-
-    services = Services(settings_for(tmp_path, database_url, auth=True))
-    await upgrade(services.db)
-    await operations.create_client(
-        services,
-        source="test",
-        client_id="client-1",
-        client_name="fga test client",
-        grant_types=["client_credentials"],
-    )
-    try:
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(create_app(services=services)), base_url="http://127.0.0.1/fga"
-        ) as client:
-            yield client, services
-    finally:
-        await services.aclose()
+    async with secured_api(tmp_path, database_url) as api:
+        yield api
 
 
 async def test_revoked_disabled_and_deleted_parties_are_refused_at_once(
