@@ -39,10 +39,11 @@ async def _access(server: OAuthServer, token: str) -> dict[str, Any] | None:
     if token.count(".") != 2:
         return None
     try:
-        claims = await server.tokens.verify_access_token(token)
+        # Signature, expiry, revocation and the parties in one read (OAuthServer.check_access_token).
+        claims, parties_active = await server.check_access_token(token)
     except InvalidToken:
         return None
-    if not await server.token_parties_active(claims):
+    if not parties_active:
         # Signed by Tessera but its client was deleted or disabled, or its user disabled: inactive, and
         # nothing more is said (RFC 7662 2.2). INACTIVE rather than None: it must not be tried as a refresh
         # token either.

@@ -421,7 +421,7 @@ def router(services: Services) -> APIRouter:
         if token is None:
             return _json({}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="tessera"'})
         try:
-            claims = await server.tokens.verify_access_token(token)
+            claims, parties_active = await server.check_access_token(token)
             audience = claims.get("aud")
             audiences = [audience] if isinstance(audience, str) else list(audience or [])
             scopes = str(claims.get("scope", "")).split()
@@ -431,8 +431,11 @@ def router(services: Services) -> APIRouter:
                 or "gid" not in claims
             ):
                 raise InvalidToken("this token is not for the userinfo endpoint")
+            if not parties_active:
+                raise InvalidToken("the user or the client is not active")
+            # The claims to answer with; the user was just found active, but may go in between.
             user = await services.users.get(str(claims["sub"]))
-            if user is None or user.disabled or not await server.token_parties_active(claims):
+            if user is None or user.disabled:
                 raise InvalidToken("the user or the client is not active")
         except OAuthError as exc:
             return bearer_error(counted(exc))
