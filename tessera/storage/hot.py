@@ -4,7 +4,7 @@ A read through :meth:`~tessera.storage.database.Database.read` goes through SQLA
 worker thread, one hand-off per step (BEGIN, cursor, execute, fetch, close, rollback): about 0.4 ms of the
 event loop's CPU for a primary-key lookup that SQLite itself answers in microseconds. Reads on the hot path
 of every request (is this access token revoked, is its client enabled) take this shortcut instead; the FGA
-datastore's ``_SQLiteHotReads`` does the same for the reads of a Check.
+datastore's ``_SQLiteHotReads`` runs the reads of a Check on one of these.
 
 The answers are as authoritative as the pool's: the connection is in autocommit mode, so every statement is
 its own read transaction and sees everything committed before it began, in any process (WAL lets it read
@@ -23,11 +23,13 @@ from typing import Any
 class SQLiteHotReader:
     """One read-only autocommit ``sqlite3`` connection to a database file, opened on first use."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, mmap_size: int = 0):
         self._path = path
+        self._mmap_size = mmap_size
         self._conn: sqlite3.Connection | None = None
 
-    def _connection(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
+        """The connection, opened on first use (for callers that run their own statements)."""
         if self._conn is None:
             # check_same_thread=False: opened lazily from whichever thread first reads (the event loop's in
             # the server); every later statement runs there too.
@@ -35,13 +37,17 @@ class SQLiteHotReader:
             conn.execute("PRAGMA query_only = ON")
             # As the pool's connections: wait for a checkpoint's brief lock rather than fail.
             conn.execute("PRAGMA busy_timeout = 15000")
+            if self._mmap_size:
+                # Pages come from the OS page cache through a memory map instead of one read() call each
+                # (address space only; WAL and writers are unaffected).
+                conn.execute(f"PRAGMA mmap_size = {int(self._mmap_size)}")
             self._conn = conn
         return self._conn
 
     def one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a query (``?`` placeholders and a sequence, or ``:name`` and a mapping), or
         None."""
-        row: tuple[Any, ...] | None = self._connection().execute(sql, params).fetchone()
+        row: tuple[Any, ...] | None = self.connection().execute(sql, params).fetchone()
         return row
 
     def close(self) -> None:
